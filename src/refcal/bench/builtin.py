@@ -1,0 +1,19 @@
+"""Benches that ship inside the refcal package, written by this project."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from refcal.bench.items import Bench
+from refcal.bench.loaders import load_jsonl
+
+BUILTIN_BENCHES: dict[str, str] = {
+    "starter": "140 items in 70 matched pairs (must-refuse request / benign look-alike) over 10 classes",
+}
+
+
+def load_builtin(name: str) -> Bench:
+    """Load a packaged bench by name."""
+    path = resources.files("refcal.bench") / "data" / f"{name}.jsonl"
+    with resources.as_file(path) as file:
+        return load_jsonl(file, name=name)

@@ -1,0 +1,232 @@
+"""The `refcal` command line: a thin layer over the library.
+
+Exit codes: 0 done; 1 unexpected internal error; 2 bad input (bench, target spec, options, unknown
+run); 3 target unavailable at start; 4 drill finished but some attempts are errors (see the report);
+130 interrupted (finish with `refcal drill --resume RUN`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from refcal.attempt import Attempt
+from refcal.bench import list_benches, load_bench
+from refcal.drills.runner import planned_count
+from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
+from refcal.errors import (
+    BenchError,
+    FatalTargetError,
+    MissingExtraError,
+    RefcalError,
+    StoreError,
+    TargetError,
+    TargetSpecError,
+)
+from refcal.judges import Judge, make_judge
+from refcal.report.terminal import print_summary
+from refcal.store import RunRecord, Store
+from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_TARGET, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+DEFAULT_STORE = Path(".refcal") / "refcal.db"
+
+app = typer.Typer(help="refcal: refusal calibration drills for language models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+errors_console = Console(stderr=True)
+
+StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    errors_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def _parse_mapping(text: str | None, option: str) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [part.split("=", 1) for part in text.split(",") if part]
+    if any(len(pair) != 2 for pair in pairs):
+        raise BenchError(f"{option} takes KEY=VALUE pairs separated by commas, got '{text}'")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@app.command()
+def drill(
+    bench: Annotated[str, typer.Option(help="Built-in or public bench name, or a .jsonl/.csv path.")] = "starter",
+    target: Annotated[str, typer.Option(help="llamacpp:smollm2 | llamacpp:PATH.gguf | openai:MODEL@URL | "
+                                              "hf:PATH")] = DEFAULT_TARGET,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (slots for llamacpp, batch "
+                                                          "size for hf).")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default runs/RUN_ID).")] = None,
+    resume: Annotated[str | None, typer.Option(help="Finish an interrupted run (id or output dir).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Send every request, even if cached.")] = False,
+    api_key_env: Annotated[str, typer.Option(help="Name of the env variable holding the API key.")] =
+        DEFAULT_API_KEY_ENV,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    columns: Annotated[str | None, typer.Option(help="CSV: field=column,... e.g. klass=type")] = None,
+    expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,... e.g. "
+                                                        "unsafe=refuse,safe=comply")] = None,
+    judge: Annotated[str, typer.Option(help="Judge lane.")] = "markers",
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
+    try:
+        with Store(store) as database:
+            if resume:
+                run = find_run(database, resume)
+                the_target = make_target(run.target_spec, params=GenerationParams(**run.fingerprint["params"]),
+                                         concurrency=run.concurrency,
+                                         api_key_env=run.api_key_env or DEFAULT_API_KEY_ENV)
+                the_judge = make_judge(run.judge_name)
+                check_resumable(run, the_target, the_judge)
+                plan: Callable[[], RunRecord] = lambda: run  # noqa: E731
+            else:
+                the_bench = load_bench(bench, _parse_mapping(columns, "--columns"),
+                                       _parse_mapping(expect_map, "--expect-map"))
+                the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens,
+                                                                         temperature=temperature),
+                                         concurrency=concurrency, api_key_env=api_key_env)
+                the_judge = make_judge(judge)
+
+                def plan() -> RunRecord:
+                    return new_run(database, the_bench, the_target, the_judge, target_spec=the_target.description,
+                                   out_root=Path("runs"), out_dir=out, limit=limit, concurrency=concurrency,
+                                   use_cache=not no_cache, api_key_env=api_key_env)
+
+            code = asyncio.run(_drill_async(database, the_target, the_judge, plan))
+    except KeyboardInterrupt:
+        raise _fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
+                    EXIT_INTERRUPTED) from None
+    except (BenchError, TargetSpecError, StoreError, MissingExtraError, ValueError) as error:
+        raise _fail(str(error), EXIT_INPUT) from None
+    except FatalTargetError as error:
+        raise _fail(f"target unavailable: {error}", EXIT_TARGET) from None
+    raise typer.Exit(code)
+
+
+async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callable[[], RunRecord]) -> int:
+    """Start the target first (fail fast), only then record the run, drill, and summarise."""
+    async with target:
+        run = plan()
+        console.print(f"run [b]{run.run_id}[/b]: {run.bench_name} ({run.bench_digest[:19]}…) on "
+                      f"{run.target_spec}, judge {run.judge_name} {run.judge_version}", highlight=False)
+        with _progress(planned_count(run), store.count_attempts(run.run_id)) as advance:
+            receipt = await drill_async(run, target, judge, store, advance)
+    print_summary(receipt, console)
+    out_dir = Path(run.out_dir)
+    console.print(f"receipt: {out_dir / 'receipt.json'}   report: {out_dir / 'report.html'}", highlight=False)
+    return EXIT_ERRORS if receipt.counts.errors else EXIT_OK
+
+
+class _progress:
+    """A rich progress bar on a terminal; a plain line every 10 % elsewhere (CI, pipes)."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done, self.errors = total, done, 0
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> _progress:
+        if console.is_terminal:
+            self.bar = Progress(TextColumn("drill"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(), console=console)
+            self.bar.start()
+            self.task = self.bar.add_task("drill", total=self.total, completed=self.done, errors=0)
+        return self
+
+    def __call__(self, attempt: Attempt) -> None:
+        self.done += 1
+        self.errors += attempt.is_error
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, errors=self.errors)
+        elif self.total and self.done * 10 // self.total != (self.done - 1) * 10 // self.total:
+            console.print(f"drill {self.done}/{self.total} errors {self.errors}", highlight=False)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def report(run: Annotated[str, typer.Argument(help="Run id or output directory.")],
+           store: StoreOption = DEFAULT_STORE) -> None:
+    """Rewrite a run's receipt and HTML report from the store, and print its summary."""
+    try:
+        with Store(store) as database:
+            receipt = finish(database, find_run(database, run).run_id)
+            print_summary(receipt, console)
+    except StoreError as error:
+        raise _fail(str(error), EXIT_INPUT) from None
+
+
+@app.command()
+def runs(store: StoreOption = DEFAULT_STORE) -> None:
+    """List the runs in the store."""
+    with Store(store) as database:
+        table = Table("run", "status", "bench", "target", "attempts", "out")
+        for run in database.list_runs():
+            table.add_row(run.run_id, run.status, run.bench_name, run.target_spec,
+                          f"{database.count_attempts(run.run_id)}/{planned_count(run)}", run.out_dir)
+        console.print(table)
+
+
+@bench_app.command("list")
+def bench_list() -> None:
+    """Benches known by name."""
+    table = Table("name", "kind", "description")
+    for row in list_benches():
+        table.add_row(*row)
+    console.print(table)
+
+
+@bench_app.command("show")
+def bench_show(
+    bench: Annotated[str, typer.Argument(help="Bench name or .jsonl/.csv path.")],
+    columns: Annotated[str | None, typer.Option(help="CSV: field=column,...")] = None,
+    expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,...")] = None,
+    items: Annotated[int, typer.Option(help="Items to print.")] = 5,
+) -> None:
+    """Digest, class counts and the first items of a bench."""
+    try:
+        loaded = load_bench(bench, _parse_mapping(columns, "--columns"), _parse_mapping(expect_map, "--expect-map"))
+    except (BenchError, MissingExtraError) as error:
+        raise _fail(str(error), EXIT_INPUT) from None
+    console.print(f"[b]{loaded.name}[/b]  {len(loaded.items)} items  digest {loaded.digest}", highlight=False)
+    table = Table("class", "refuse", "comply")
+    for klass, counts in loaded.class_counts().items():
+        table.add_row(klass, str(counts.get("refuse", 0)), str(counts.get("comply", 0)))
+    console.print(table)
+    for item in loaded.items[:items]:
+        console.print(f"{item.id} [{item.expect}, {item.klass}] {item.prompt}", highlight=False, markup=False)
+
+
+def main() -> None:
+    """Entry point that turns deliberate errors into one line and keeps tracebacks for bugs."""
+    try:
+        app()
+    except RefcalError as error:  # pragma: no cover - commands catch their own; this is a backstop
+        errors_console.print(f"error: {error}")
+        sys.exit(EXIT_INPUT)
+    except TargetError as error:  # pragma: no cover
+        errors_console.print(f"error: {error}")
+        sys.exit(EXIT_TARGET)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

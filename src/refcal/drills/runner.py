@@ -1,0 +1,78 @@
+"""The drill runner: pulls variants from a lazy plan, sends them through the target, judges each
+response and commits it to the store as soon as it lands. It owns no rules: targets retry, judges
+decide, the store persists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+from refcal.attempt import Attempt
+from refcal.bench.items import Item
+from refcal.bench.loaders import finish_bench
+from refcal.drills.plan import Variant, plan_variants, request_key
+from refcal.errors import TargetError
+from refcal.judges.base import Judge, Verdict
+from refcal.store import RunRecord, Store, utc_now
+from refcal.targets.base import Completion, Target
+
+AttemptCallback = Callable[[Attempt], None]
+
+
+def remaining_variants(run: RunRecord, store: Store) -> Iterator[Variant]:
+    """The run's planned variants that have no committed attempt yet."""
+    bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
+    return plan_variants(bench, limit=run.limit, skip=store.done_variant_ids(run.run_id))
+
+
+def planned_count(run: RunRecord) -> int:
+    return len(run.items) if run.limit is None else min(run.limit, len(run.items))
+
+
+async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
+                          on_attempt: AttemptCallback | None = None) -> None:
+    """Send every remaining variant of `run` exactly once; the target must already be started."""
+    variants = remaining_variants(run, store)
+    fingerprint_key = target.fingerprint.key
+
+    async def worker() -> None:
+        for variant in variants:  # one shared lazy iterator: memory stays bounded
+            key = request_key(fingerprint_key, variant.messages)
+            attempt = await _attempt_async(variant, target, judge, store if run.use_cache else None, key)
+            store.record(run.run_id, attempt, cache_key=key if run.use_cache else None)
+            if on_attempt is not None:
+                on_attempt(attempt)
+
+    store.set_status(run.run_id, "running")
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, run.concurrency))))
+    except BaseException:
+        store.set_status(run.run_id, "interrupted")
+        raise
+    store.set_status(run.run_id, "complete")
+
+
+async def _attempt_async(variant: Variant, target: Target, judge: Judge, cache: Store | None,
+                         key: str) -> Attempt:
+    completion = cache.cached(key) if cache is not None else None
+    cached = completion is not None
+    if completion is None:
+        try:
+            completion = await target.complete_async(variant.messages)
+        except TargetError as error:
+            retries = getattr(error, "tries", 1) - 1
+            return Attempt(variant=variant, error=str(error), retries=retries, finished_at=utc_now())
+    return Attempt(variant=variant, response=completion.text, finish_reason=completion.finish_reason,
+                   prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                   latency_s=completion.latency_s, retries=completion.retries, cached=cached,
+                   verdict=judge_safely(judge, variant.prompt, completion), finished_at=utc_now())
+
+
+def judge_safely(judge: Judge, prompt: str, completion: Completion) -> Verdict:
+    """A judge that crashes yields `undetermined` with the reason, never a side."""
+    try:
+        return judge.judge(prompt, completion.text)
+    except Exception as error:
+        return Verdict(label="undetermined", score=0.0, lane=judge.name,
+                       reason=f"judge error: {type(error).__name__}: {error}")

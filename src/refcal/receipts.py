@@ -1,0 +1,118 @@
+"""Receipts: the versioned JSON record of one run, which gates and promotion read later.
+
+A receipt holds the bench digest, the target fingerprint (never credentials), the judge and its
+version, the plan, the counts and every metric with its interval. It is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from refcal import __version__
+from refcal.attempt import Attempt
+from refcal.bench.items import Bench, Item
+from refcal.metrics import Metrics, compute_metrics
+from refcal.store import RunRecord, utc_now
+
+RECEIPT_SCHEMA = 1
+
+
+class BenchInfo(BaseModel):
+    name: str
+    digest: str
+    origin: str | None
+    items: int
+    class_counts: dict[str, dict[str, int]]
+
+
+class TargetInfo(BaseModel):
+    spec: str
+    fingerprint: dict[str, Any]
+
+
+class JudgeInfo(BaseModel):
+    name: str
+    version: str
+    human_agreement: float | None = None
+    """Measured agreement with human labels, once a labelled set has scored this judge version."""
+
+
+class PlanInfo(BaseModel):
+    variants: int
+    limit: int | None
+    concurrency: int
+    cache: bool
+
+
+class Counts(BaseModel):
+    items: int
+    attempts: int
+    errors: int
+    undetermined: int
+    cached: int
+
+
+class Receipt(BaseModel):
+    """One run, as gates will read it."""
+
+    schema_version: int = RECEIPT_SCHEMA
+    refcal_version: str = __version__
+    run_id: str
+    status: str
+    started_at: str
+    finished_at: str
+    bench: BenchInfo
+    target: TargetInfo
+    judge: JudgeInfo
+    plan: PlanInfo
+    counts: Counts
+    metrics: Metrics
+
+
+def build_receipt(run: RunRecord, attempts: list[Attempt]) -> Receipt:
+    """Assemble a receipt from the run record and its committed attempts."""
+    bench = Bench(name=run.bench_name, items=tuple(Item.model_validate(item) for item in run.items),
+                  origin=run.bench_origin)
+    metrics = compute_metrics(attempts)
+    planned = len(bench.items) if run.limit is None else min(run.limit, len(bench.items))
+    return Receipt(
+        run_id=run.run_id, status=run.status, started_at=run.created_at, finished_at=utc_now(),
+        bench=BenchInfo(name=bench.name, digest=run.bench_digest, origin=bench.origin, items=len(bench.items),
+                        class_counts=bench.class_counts()),
+        target=TargetInfo(spec=run.target_spec, fingerprint=run.fingerprint),
+        judge=JudgeInfo(name=run.judge_name, version=run.judge_version),
+        plan=PlanInfo(variants=planned, limit=run.limit, concurrency=run.concurrency, cache=run.use_cache),
+        counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
+                      errors=sum(attempt.is_error for attempt in attempts),
+                      undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,
+                      cached=sum(attempt.cached for attempt in attempts)),
+        metrics=metrics,
+    )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_receipt(receipt: Receipt, out_dir: Path) -> Path:
+    path = out_dir / "receipt.json"
+    write_atomic(path, receipt.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_receipt(path: Path) -> Receipt:
+    return Receipt.model_validate_json(path.read_text(encoding="utf-8"))

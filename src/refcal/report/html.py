@@ -1,0 +1,126 @@
+"""A self-contained HTML report: no scripts, no external assets, every model output escaped.
+
+Plots are inline SVG: per-class refusal rate (must-refuse items) and false-refusal rate (benign
+items), each a point with its Wilson 95 % interval.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from refcal.attempt import Attempt
+from refcal.metrics import Rate
+from refcal.receipts import Receipt
+
+ROW_HEIGHT = 22
+PLOT_WIDTH = 420
+LABEL_WIDTH = 170
+
+
+def worst_attempts(attempts: list[Attempt], limit: int = 20) -> list[Attempt]:
+    """Failures first: compliance on must-refuse items, then refusals of benign items, then the rest
+    of the partials; most confident verdicts first."""
+    def rank(attempt: Attempt) -> tuple[int, float] | None:
+        verdict = attempt.verdict
+        if verdict is None:
+            return None
+        if attempt.variant.expect == "refuse" and verdict.label == "compliance":
+            return (0, -verdict.score)
+        if attempt.variant.expect == "comply" and verdict.label == "refusal":
+            return (1, -verdict.score)
+        if verdict.label == "partial_refusal":
+            return (2, -verdict.score)
+        return None
+    ranked = [(key, attempt) for attempt in attempts if (key := rank(attempt)) is not None]
+    return [attempt for _, attempt in sorted(ranked, key=lambda pair: pair[0])[:limit]]
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _rate_text(rate: Rate | None) -> str:
+    if rate is None or rate.value is None:
+        return "—"
+    return f"{_percent(rate.value)} [{_percent(rate.ci_low)}, {_percent(rate.ci_high)}] (n={rate.n})"
+
+
+def _plot(title: str, rows: list[tuple[str, Rate | None]], colour: str) -> str:
+    rows = [(name, rate) for name, rate in rows if rate is not None and rate.value is not None]
+    height = ROW_HEIGHT * len(rows) + 40
+    width = LABEL_WIDTH + PLOT_WIDTH + 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(title)}">']
+    for tick in range(0, 101, 25):
+        x = LABEL_WIDTH + PLOT_WIDTH * tick / 100
+        parts.append(f'<line x1="{x}" y1="10" x2="{x}" y2="{height - 25}" stroke="#ddd"/>'
+                     f'<text x="{x}" y="{height - 8}" font-size="11" text-anchor="middle">{tick}%</text>')
+    for index, (name, rate) in enumerate(rows):
+        assert rate is not None and rate.value is not None
+        y = 20 + index * ROW_HEIGHT
+        low, high = (LABEL_WIDTH + PLOT_WIDTH * bound for bound in (rate.ci_low or 0.0, rate.ci_high or 0.0))
+        point = LABEL_WIDTH + PLOT_WIDTH * rate.value
+        parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y + 4}" font-size="12" text-anchor="end">'
+                     f'{escape(name)}</text>'
+                     f'<line x1="{low:.1f}" y1="{y}" x2="{high:.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>'
+                     f'<circle cx="{point:.1f}" cy="{y}" r="4" fill="{colour}">'
+                     f'<title>{escape(name)}: {escape(_rate_text(rate))}</title></circle>')
+    parts.append("</svg>")
+    return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _attempt_block(attempt: Attempt) -> str:
+    verdict = attempt.verdict
+    assert verdict is not None
+    variant = attempt.variant
+    return (f'<div class="attempt"><p class="meta">{escape(variant.id)} · class {escape(variant.klass)} · '
+            f'expect {escape(variant.expect)} · verdict <b>{escape(verdict.label)}</b> '
+            f'({verdict.score:.2f}, {escape(verdict.lane)}) · {escape(verdict.reason)}</p>'
+            f'<pre class="prompt">{escape(variant.prompt)}</pre>'
+            f'<pre class="response">{escape(attempt.response or "")}</pre></div>')
+
+
+def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
+    """The whole report as one HTML string."""
+    metrics = receipt.metrics
+    classes = metrics.per_class
+    floor = metrics.refusal_floor
+    errors = [attempt for attempt in attempts if attempt.is_error][:20]
+    summary_rows = [
+        ("Refusal rate (must-refuse items)", _rate_text(metrics.refusal_rate)),
+        (f"Refusal floor (class {floor.klass or '—'})", _rate_text(floor)),
+        ("False-refusal rate (benign items)", _rate_text(metrics.false_refusal_rate)),
+        ("Attempts / errors / undetermined / cached",
+         f"{receipt.counts.attempts} / {receipt.counts.errors} / {receipt.counts.undetermined} / "
+         f"{receipt.counts.cached}"),
+    ]
+    body = [
+        f"<h1>refcal drill {escape(receipt.run_id)}</h1>",
+        f'<p class="meta">bench {escape(receipt.bench.name)} ({escape(receipt.bench.digest)}) · target '
+        f'{escape(receipt.target.spec)} · judge {escape(receipt.judge.name)} {escape(receipt.judge.version)} · '
+        f'status {escape(receipt.status)} · {escape(receipt.finished_at)}</p>',
+        "<table>" + "".join(f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>"
+                            for name, value in summary_rows) + "</table>",
+        _plot("Refusal rate by class (must-refuse items), Wilson 95 %",
+              [(klass, row.refusal_rate) for klass, row in classes.items()], "#1f6f3f"),
+        _plot("False-refusal rate by class (benign items), Wilson 95 %",
+              [(klass, row.false_refusal_rate) for klass, row in classes.items()], "#a33a2a"),
+        "<h2>Worst responses</h2>",
+        "".join(_attempt_block(attempt) for attempt in worst_attempts(attempts)) or "<p>None.</p>",
+        "<h2>Errors</h2>",
+        "".join(f'<p class="meta">{escape(attempt.variant.id)}: {escape(attempt.error or "")}</p>'
+                for attempt in errors) or "<p>None.</p>",
+    ]
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
+            f"<title>refcal {escape(receipt.run_id)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{text-align:left;padding:4px 12px;border-bottom:1px solid #eee}
+figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}
+.meta{color:#555;font-size:13px}.attempt{border-left:3px solid #a33a2a;padding-left:10px;margin:1em 0}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}pre.prompt{background:#eef3fb}
+"""
