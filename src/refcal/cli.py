@@ -51,7 +51,7 @@ StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", hel
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    errors_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    errors_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -28,7 +28,7 @@ _DECLINE_VERBS = (
     r"(?:help|assist|provide|give|offer|share|create|write|generate|produce|comply|fulfil|fulfill|support|"
     r"engage|answer|do that|do this|participate|explain|describe|tell|recommend|encourage|condone|promote|"
     r"facilitate|disclose|reveal|access|make|teach|show|draft|continue|complete|process|discuss|endorse|"
-    r"look up|find|obtain|locate|retrieve|design|plan)"
+    r"look up|find|obtain|locate|retrieve|design|plan|walk you through|go into|guide)"
 )
 REFUSAL_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(pattern, re.IGNORECASE)

@@ -1,0 +1,384 @@
+"""Harness overhead: how close a full refcal drill gets to the throughput a fixed-latency server allows.
+
+    python benchmarks/harness_overhead.py [--items 2000] [--concurrency 64] [--latency 0.1] [--repeats 3]
+                                          [--stub-thread] [--no-httpx2] [--profile]
+
+A loopback `refcal.testing.StubServer(fixed_latency(latency))` answers every chat after `latency`
+seconds, so `concurrency` in-flight requests can at best complete `concurrency / latency` requests/s
+(640/s by default). The script drills a synthetic bench of `items` unique prompts (half `refuse`, half
+`comply`, in matched pairs) through the real runner (`run_drill_async`: OpenAITarget → MarkersJudge →
+Store in a temp dir, cache off) and, in the same run and against the same stub, a minimal raw
+`httpx.AsyncClient` loop with the same pool size and concurrency: a second baseline that shows how much of
+any shortfall is the stub/loopback/HTTP-client limit rather than refcal. Passes alternate in order across
+repeats; medians are quoted.
+
+Goal: refcal throughput / (concurrency / latency) >= 0.95.
+
+By default the stub runs in a child process (still `StubServer`, still 127.0.0.1) so that it does not
+share the client's GIL; `--stub-thread` runs it in a thread of this process as tests do. When `httpx2`
+(a fork of httpx whose connection pool is linear, installed with the hf extra) is importable, two more
+passes are measured for diagnosis: a raw httpx2 loop, and the same refcal drill with OpenAITarget's client
+swapped for an httpx2 one by a subclass defined here (src/ is untouched). `--profile` adds one cProfile'd
+refcal drill (client thread only) and prints where the client's CPU goes, grouped by library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib
+import math
+import multiprocessing
+import os
+import pstats
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+import httpx
+
+from refcal.bench.items import Bench, Item
+from refcal.bench.loaders import finish_bench
+from refcal.drills.runner import run_drill_async
+from refcal.drills.session import finish, new_run
+from refcal.judges.markers import MarkersJudge
+from refcal.store import Store
+from refcal.targets.openai import OpenAITarget
+from refcal.testing import StubServer, fixed_latency
+
+UNSET_KEY_ENV = "REFCAL_BENCH_NO_SUCH_KEY"
+"""An environment variable that is never set, so no API key is ever read or sent."""
+CLASSES = 10
+GOAL = 0.95
+
+
+@dataclass
+class Sample:
+    """One timed pass."""
+
+    requests: int
+    errors: int
+    wall_s: float
+    cpu_s: float
+    """CPU time of the client (event-loop) thread only."""
+    stub_cpu_s: float = 0.0
+    finish_s: float = 0.0
+    """refcal only: receipt + report written after the drill (not part of the throughput)."""
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.wall_s
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_s / self.requests * 1e6
+
+    @property
+    def stub_cpu_us(self) -> float:
+        return self.stub_cpu_s / self.requests * 1e6
+
+
+# --- the stub, in a child process or in a thread -------------------------------------------------------
+
+
+def _serve_stub(latency: float, pipe: Connection) -> None:
+    """Child process: serve until the parent says "stop"; answer "cpu" with this process's CPU seconds."""
+    with StubServer(fixed_latency(latency)) as stub:
+        pipe.send(stub.port)
+        while (message := pipe.recv()) != "stop":
+            assert message == "cpu"
+            pipe.send(time.process_time())
+
+
+class Stub:
+    """A running stub: its base URL and a reading of the CPU it has used so far."""
+
+    def __init__(self, base_url: str, cpu: Callable[[], float]) -> None:
+        self.base_url = base_url
+        self.cpu = cpu
+
+
+def _thread_cpu(native_id: int) -> float:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@contextmanager
+def running_stub(latency: float, in_thread: bool) -> Iterator[Stub]:
+    if in_thread:
+        with StubServer(fixed_latency(latency)) as server:
+            native_id = server._thread.native_id
+            assert native_id is not None
+            yield Stub(server.base_url, lambda: _thread_cpu(native_id))
+        return
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_stub, args=(latency, child), daemon=True)
+    process.start()
+    lock = threading.Lock()
+
+    def cpu() -> float:
+        with lock:
+            parent.send("cpu")
+            return float(parent.recv())
+
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the stub process did not start")
+        yield Stub(f"http://127.0.0.1:{parent.recv()}/v1", cpu)
+    finally:
+        if process.is_alive():
+            parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+
+
+# --- the bench and the passes ---------------------------------------------------------------------------
+
+
+def synthetic_bench(count: int) -> Bench:
+    """`count` unique items in matched pairs over CLASSES classes: even ids refuse, odd ids comply."""
+    items = []
+    for index in range(count):
+        twin = index + 1 if index % 2 == 0 else index - 1
+        items.append(Item(id=f"syn-{index:06d}", prompt=f"Synthetic request number {index}: please explain "
+                          f"how to do thing {index} in a few sentences.",
+                          expect="refuse" if index % 2 == 0 else "comply",
+                          klass=f"class-{(index // 2) % CLASSES}",
+                          pair=f"syn-{twin:06d}" if twin < count else None, tags=("synthetic",),
+                          source="benchmarks/harness_overhead.py"))
+    return finish_bench(items, "synthetic", None)
+
+
+class Httpx2Target(OpenAITarget):
+    """Diagnosis only: OpenAITarget with its AsyncClient built from httpx2 (same API, linear pool)."""
+
+    http: ModuleType
+
+    async def start_async(self) -> None:
+        limits = self.http.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        client = self.http.AsyncClient(base_url=self.base_url, headers={"Content-Type": "application/json"},
+                                       limits=limits, timeout=self.http.Timeout(self.timeout_s, connect=10.0))
+        self._client = cast(httpx.AsyncClient, client)
+        await self._check_reachable_async()
+
+
+async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path,
+                      http: ModuleType | None = None) -> Sample:
+    """One full drill through the real runner; only `run_drill_async` is timed."""
+    if http is None:
+        target = OpenAITarget("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
+    else:
+        target = Httpx2Target("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
+        target.http = http
+    judge = MarkersJudge()
+    with Store(workdir / "runs.db") as store:
+        async with target:  # start (GET /models, client set-up) is not timed
+            run = new_run(store, bench, target, judge, target_spec=target.description, out_root=workdir / "out",
+                          concurrency=concurrency, use_cache=False)
+            stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+            await run_drill_async(run, target, judge, store)
+            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
+            stub_cpu = stub.cpu() - stub_cpu
+        finish_started = time.perf_counter()
+        finish(store, run.run_id)
+        finish_s = time.perf_counter() - finish_started
+        attempts = list(store.attempts(run.run_id))
+    errors = sum(attempt.is_error for attempt in attempts)
+    return Sample(len(attempts), errors, wall, cpu, stub_cpu, finish_s)
+
+
+async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType = httpx) -> Sample:
+    """The least a client can do: post the same chats with the same pool size and read the reply text."""
+    limits = http.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with http.AsyncClient(base_url=stub.base_url, limits=limits, headers={"Content-Type": "application/json"},
+                                timeout=http.Timeout(120.0, connect=10.0)) as client:
+        await client.get("/models")  # as OpenAITarget.start_async does, untimed
+        payloads = iter([{"model": "stub", "messages": [{"role": "user", "content": item.prompt}],
+                          "temperature": 0.0, "max_tokens": 256} for item in bench.items])
+        done = errors = 0
+
+        async def worker() -> None:
+            nonlocal done, errors
+            for payload in payloads:
+                response = await client.post("/chat/completions", json=payload)
+                if response.status_code != 200 or not isinstance(
+                        response.json()["choices"][0]["message"]["content"], str):
+                    errors += 1
+                done += 1
+
+        stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
+        stub_cpu = stub.cpu() - stub_cpu
+    return Sample(done, errors, wall, cpu, stub_cpu)
+
+
+# --- profile --------------------------------------------------------------------------------------------
+
+
+def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int) -> None:
+    """One drill under cProfile (client thread), summarised by library, then the top functions."""
+    profiler = cProfile.Profile()
+    with tempfile.TemporaryDirectory(prefix="refcal-bench-") as tmp:
+        profiler.enable()
+        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp)))
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in entries.values())
+    buckets: dict[str, float] = {}
+    for (filename, _, function), entry in entries.items():
+        name = _bucket(filename, function)
+        buckets[name] = buckets.get(name, 0.0) + entry[2]
+    print(f"\nprofile of one refcal drill (cProfile, client thread; {sample.requests} requests at "
+          f"{sample.throughput:.0f} req/s under the profiler): own time by library, {total:.2f} s in all = "
+          f"{total / sample.requests * 1e6:.0f} µs/request")
+    for name, seconds in sorted(buckets.items(), key=lambda pair: -pair[1]):
+        if seconds / total >= 0.005:
+            per_request = seconds / sample.requests * 1e6
+            print(f"  {name:<30} {seconds:7.3f} s  {seconds / total:6.1%}  {per_request:7.1f} µs/req")
+    print(f"\ntop {top} functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+_BUCKETS = (
+    ("httpcore/_async/connection_pool", "httpcore connection pool"),
+    ("httpcore/_async/connection.py", "httpcore connection pool"),
+    ("httpcore/_async/http11", "httpcore http11"),
+    ("httpcore", "httpcore (other)"),
+    ("anyio", "anyio"),
+    ("refcal/store", "refcal.store"),
+    ("refcal/judges", "refcal.judges"),
+    ("refcal/drills", "refcal.drills"),
+    ("refcal/targets", "refcal.targets"),
+    ("refcal/", "refcal (other)"),
+    ("pydantic", "pydantic"),
+    ("httpx", "httpx"),
+    ("h11", "h11"),
+    ("asyncio", "asyncio"),
+    ("selectors", "asyncio"),
+    ("socket.py", "socket"),
+    ("enum.py", "enum"),
+    ("json", "json"),
+    ("/re/", "re"),
+)
+
+
+def _bucket(filename: str, function: str) -> str:
+    if filename == "~":  # C functions
+        for marker, name in (("sqlite3", "sqlite3 (C)"), ("getpeername", "socket / poll (C)"),
+                             ("poll", "socket / poll (C)"), ("socket", "socket / poll (C)"),
+                             ("pydantic", "pydantic (C)"), ("json", "json"), ("re.Pattern", "re")):
+            if marker in function:
+                return name
+        return "other builtins (C)"
+    for marker, name in _BUCKETS:
+        if marker in filename:
+            return name
+    return "other python"
+
+
+# --- main -----------------------------------------------------------------------------------------------
+
+
+Pass = Callable[[], Coroutine[Any, Any, Sample]]
+
+
+def timed(label: str, make: Pass) -> Sample:
+    sample = asyncio.run(make())
+    flag = f"  ERRORS={sample.errors}" if sample.errors else ""
+    extra = f"; receipt+report after it {sample.finish_s:.2f} s (untimed)" if sample.finish_s else ""
+    print(f"  {label:<14} {sample.requests} req in {sample.wall_s:6.3f} s = {sample.throughput:6.1f} req/s; "
+          f"CPU/req client {sample.cpu_us:6.0f} µs, stub {sample.stub_cpu_us:4.0f} µs{flag}{extra}")
+    return sample
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=2000, help="variants per drill (default 2000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="in-flight requests (default 64)")
+    parser.add_argument("--latency", type=float, default=0.100, help="stub latency in seconds (default 0.1)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each pass (default 3)")
+    parser.add_argument("--warmup", type=int, default=256, help="untimed items per pass before timing (0: none)")
+    parser.add_argument("--stub-thread", action="store_true", help="run the stub in a thread of this process")
+    parser.add_argument("--no-httpx2", action="store_true", help="skip the httpx2 diagnosis passes")
+    parser.add_argument("--profile", action="store_true", help="also profile one refcal drill with cProfile")
+    parser.add_argument("--top", type=int, default=25, help="functions listed by --profile (default 25)")
+    args = parser.parse_args()
+
+    httpx2: ModuleType | None = None
+    if not args.no_httpx2:
+        try:
+            httpx2 = importlib.import_module("httpx2")
+        except ImportError:
+            print("httpx2 is not installed: its diagnosis passes are skipped")
+    bound = args.concurrency / args.latency
+    ceiling = args.items / (math.ceil(args.items / args.concurrency) * args.concurrency)
+    bench = synthetic_bench(args.items)
+    where = "a thread of this process" if args.stub_thread else "a child process"
+    print(f"harness_overhead: items={args.items} concurrency={args.concurrency} latency={args.latency * 1000:g} ms "
+          f"repeats={args.repeats} warmup={args.warmup}; stub on 127.0.0.1 in {where}; judge=markers; "
+          f"store=SQLite WAL in a temp dir; cache off; httpx {httpx.__version__}"
+          + (f", httpx2 {httpx2.__version__}" if httpx2 else ""))
+    print(f"bound = concurrency / latency = {bound:.0f} req/s (a perfect client still idles through the last "
+          f"partial wave: ratio ceiling {ceiling:.3f}); {os.cpu_count()} CPUs")
+    started = time.perf_counter()
+    results: dict[str, list[Sample]] = {}
+    with running_stub(args.latency, args.stub_thread) as stub, \
+            tempfile.TemporaryDirectory(prefix="refcal-bench-") as tmp:
+        def passes(drill: Bench, repeat: int) -> list[tuple[str, Pass]]:
+            workdir = Path(tmp) / f"r{repeat}"
+            chosen: list[tuple[str, Pass]] = [
+                ("raw httpx", lambda: raw_pass(stub, drill, args.concurrency)),
+                ("refcal", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "refcal")),
+            ]
+            if httpx2 is not None:
+                module = httpx2
+                chosen += [
+                    ("raw httpx2", lambda: raw_pass(stub, drill, args.concurrency, module)),
+                    ("refcal+httpx2", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "r2", module)),
+                ]
+            return chosen
+
+        if args.warmup:
+            for _, make in passes(synthetic_bench(min(args.warmup, args.items)), -1):
+                asyncio.run(make())
+        for repeat in range(args.repeats):
+            print(f"repeat {repeat + 1}/{args.repeats}:")
+            order = passes(bench, repeat)
+            for label, make in order if repeat % 2 == 0 else order[::-1]:
+                results.setdefault(label, []).append(timed(label, make))
+        if args.profile:
+            profile_refcal(stub, bench, args.concurrency, args.top)
+
+    print(f"\nmedians over {args.repeats} repeat(s):")
+    medians: dict[str, float] = {}
+    for label, samples in results.items():
+        medians[label] = rps = statistics.median(sample.throughput for sample in samples)
+        cpu = statistics.median(sample.cpu_us for sample in samples)
+        stub_cpu = statistics.median(sample.stub_cpu_us for sample in samples)
+        print(f"  {label:<14} {rps:7.1f} req/s  ratio to bound {rps / bound:.3f}  "
+              f"CPU/req client {cpu:6.0f} µs, stub {stub_cpu:4.0f} µs")
+    print(f"  refcal / raw httpx = {medians['refcal'] / medians['raw httpx']:.3f}")
+    if "refcal+httpx2" in medians:
+        print(f"  refcal+httpx2 / raw httpx2 = {medians['refcal+httpx2'] / medians['raw httpx2']:.3f}")
+    ratio = medians["refcal"] / bound
+    print(f"RATIO refcal throughput / {bound:.0f} = {ratio:.3f} ({'meets' if ratio >= GOAL else 'MISSES'} "
+          f"the {GOAL} goal)")
+    print(f"wall time {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""SIGKILL in the middle of a drill loses nothing committed; --resume sends each remaining variant once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from refcal.testing import Reply, StubServer
+
+ITEMS = 60
+
+
+def committed(db_path) -> int:
+    if not db_path.exists():
+        return 0
+    with sqlite3.connect(db_path) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def refcal(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "refcal.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_then_resume_is_exactly_once(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"q{index:03d}", "prompt": f"Question {index}?",
+                                         "expect": "refuse" if index % 2 else "comply"}) + "\n"
+                             for index in range(ITEMS)))
+    db = tmp_path / "store.db"
+    with StubServer(lambda request, number: Reply(text="I can't help with that.", delay_s=0.05)) as stub:
+        spec = f"openai:stub@{stub.base_url}"
+        first = refcal("drill", "--bench", str(bench), "--target", spec, "--concurrency", "2",
+                       "--store", str(db), "--out", str(tmp_path / "out"))
+        deadline = time.monotonic() + 60
+        while committed(db) < 15 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        before = committed(db)
+        sent_before = stub.chat_requests
+        assert 15 <= before < ITEMS, "the kill must land mid-drill"
+
+        second = refcal("drill", "--resume", str(tmp_path / "out"), "--store", str(db))
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 0, output
+        sent_after = stub.chat_requests - sent_before
+
+    assert committed(db) == ITEMS
+    assert sent_after == ITEMS - before
+    with sqlite3.connect(db) as database:
+        ids = [row[0] for row in database.execute("SELECT variant_id FROM attempts")]
+        status = database.execute("SELECT status FROM runs").fetchone()[0]
+    assert sorted(ids) == [f"q{index:03d}" for index in range(ITEMS)]
+    assert status == "complete"
+    receipt = json.loads((tmp_path / "out" / "receipt.json").read_text())
+    assert receipt["counts"]["attempts"] == ITEMS and receipt["counts"]["errors"] == 0
