@@ -28,6 +28,8 @@ import argparse
 import asyncio
 import cProfile
 import importlib
+import json
+import logging
 import math
 import multiprocessing
 import os
@@ -97,6 +99,7 @@ def _serve_stub(latency: float, pipe: Connection) -> None:
         while (message := pipe.recv()) != "stop":
             assert message == "cpu"
             pipe.send(time.process_time())
+        _quiet_asyncio()
 
 
 class Stub:
@@ -105,6 +108,11 @@ class Stub:
     def __init__(self, base_url: str, cpu: Callable[[], float]) -> None:
         self.base_url = base_url
         self.cpu = cpu
+
+
+def _quiet_asyncio() -> None:
+    """StubServer stops its loop with keep-alive connection tasks pending; asyncio would log each one."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def _thread_cpu(native_id: int) -> float:
@@ -119,6 +127,7 @@ def running_stub(latency: float, in_thread: bool) -> Iterator[Stub]:
             native_id = server._thread.native_id
             assert native_id is not None
             yield Stub(server.base_url, lambda: _thread_cpu(native_id))
+            _quiet_asyncio()
         return
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
@@ -225,15 +234,43 @@ async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType 
     return Sample(done, errors, wall, cpu, stub_cpu)
 
 
+async def asyncio_pass(stub: Stub, bench: Bench, concurrency: int) -> Sample:
+    """The stub/loopback limit: hand-written HTTP/1.1 keep-alive over asyncio streams, no HTTP library."""
+    host, port = stub.base_url.removeprefix("http://").split("/")[0].split(":")
+    bodies = iter([json.dumps({"model": "stub", "messages": [{"role": "user", "content": item.prompt}],
+                               "temperature": 0.0, "max_tokens": 256}).encode() for item in bench.items])
+    done = errors = 0
+
+    async def worker() -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        for body in bodies:
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+            length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+            reply = json.loads(await reader.readexactly(length))
+            errors += not head.startswith("http/1.1 200") or not isinstance(
+                reply["choices"][0]["message"]["content"], str)
+            done += 1
+        writer.close()
+        await writer.wait_closed()
+
+    stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))  # connecting is timed: ~1 ms in all
+    wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
+    return Sample(done, errors, wall, cpu, stub.cpu() - stub_cpu)
+
+
 # --- profile --------------------------------------------------------------------------------------------
 
 
-def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int) -> None:
+def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, http: ModuleType | None = None) -> None:
     """One drill under cProfile (client thread), summarised by library, then the top functions."""
     profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory(prefix="refcal-bench-") as tmp:
         profiler.enable()
-        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp)))
+        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp), http))
         profiler.disable()
     stats = pstats.Stats(profiler)
     entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
@@ -242,7 +279,8 @@ def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int) -> None
     for (filename, _, function), entry in entries.items():
         name = _bucket(filename, function)
         buckets[name] = buckets.get(name, 0.0) + entry[2]
-    print(f"\nprofile of one refcal drill (cProfile, client thread; {sample.requests} requests at "
+    client = f"{http.__name__} (experiment)" if http else "httpx"
+    print(f"\nprofile of one refcal drill on {client} (cProfile, client thread; {sample.requests} requests at "
           f"{sample.throughput:.0f} req/s under the profiler): own time by library, {total:.2f} s in all = "
           f"{total / sample.requests * 1e6:.0f} µs/request")
     for name, seconds in sorted(buckets.items(), key=lambda pair: -pair[1]):
@@ -341,6 +379,7 @@ def main() -> None:
         def passes(drill: Bench, repeat: int) -> list[tuple[str, Pass]]:
             workdir = Path(tmp) / f"r{repeat}"
             chosen: list[tuple[str, Pass]] = [
+                ("raw asyncio", lambda: asyncio_pass(stub, drill, args.concurrency)),
                 ("raw httpx", lambda: raw_pass(stub, drill, args.concurrency)),
                 ("refcal", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "refcal")),
             ]
@@ -362,6 +401,8 @@ def main() -> None:
                 results.setdefault(label, []).append(timed(label, make))
         if args.profile:
             profile_refcal(stub, bench, args.concurrency, args.top)
+            if httpx2 is not None:
+                profile_refcal(stub, bench, args.concurrency, args.top, httpx2)
 
     print(f"\nmedians over {args.repeats} repeat(s):")
     medians: dict[str, float] = {}

@@ -6,8 +6,8 @@ import asyncio
 import random
 
 import pytest
-
 from helpers import drill, make_bench, stub_target
+
 from refcal.bench.items import Message
 from refcal.errors import FatalTargetError, RateLimitedTargetError
 from refcal.targets import RetryPolicy, TargetFailed

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +132,62 @@ def test_sending_before_start_fails_without_retries(gguf_path: Path) -> None:
     with pytest.raises(TargetFailed) as caught:
         asyncio.run(target.complete_async(CHATS[0]))
     assert isinstance(caught.value.last, FatalTargetError) and caught.value.tries == 1
+
+
+class _StubTokenizer:
+    """Stands in for a loaded tokenizer: one token per message, so prompts are distinguishable."""
+
+    def apply_chat_template(self, messages: Sequence[dict[str, Any]], **_: Any) -> list[int]:
+        return [len(message["content"]) for message in messages]
+
+
+def _stubbed(gguf_path: Path, batch_size: int) -> HFTarget:
+    """A target whose load and generate are stubs: exercises the queue and batching, not torch."""
+    target = HFTarget(str(gguf_path), batch_size=batch_size)
+    target._load = lambda: (object(), _StubTokenizer(), [0])  # type: ignore[method-assign]
+    return target
+
+
+def test_batches_close_when_full_or_when_the_queue_runs_dry(gguf_path: Path) -> None:
+    target = _stubbed(gguf_path, batch_size=2)
+    batch_sizes: list[int] = []
+
+    def fake_generate(prompts: list[list[int]]) -> list[Completion]:
+        batch_sizes.append(len(prompts))
+        return [Completion(text=str(prompt)) for prompt in prompts]
+
+    target._generate = fake_generate  # type: ignore[method-assign]
+    chats = [[Message(role="user", content="x" * length)] for length in range(1, 6)]
+
+    async def drill() -> list[Completion]:
+        async with target:
+            return await asyncio.gather(*(target.complete_async(chat) for chat in chats))
+
+    answers = asyncio.run(drill())
+    assert [answer.text for answer in answers] == ["[1]", "[2]", "[3]", "[4]", "[5]"]  # each its own
+    assert batch_sizes == [2, 2, 1]
+
+
+def test_closing_mid_batch_fails_the_waiting_callers(gguf_path: Path) -> None:
+    target = _stubbed(gguf_path, batch_size=4)
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_generate(prompts: list[list[int]]) -> list[Completion]:
+        started.set()
+        release.wait(10)
+        return [Completion(text="late") for _ in prompts]
+
+    target._generate = stuck_generate  # type: ignore[method-assign]
+
+    async def drill() -> BaseException | Completion:
+        await target.start_async()
+        pending = asyncio.ensure_future(target.complete_async(CHATS[0]))
+        await asyncio.to_thread(started.wait, 10)
+        await target.close_async()
+        release.set()
+        (outcome,) = await asyncio.gather(pending, return_exceptions=True)
+        return outcome
+
+    outcome = asyncio.run(drill())
+    assert isinstance(outcome, TargetFailed) and isinstance(outcome.last, FatalTargetError)
+    assert "closed" in str(outcome)

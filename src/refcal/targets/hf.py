@@ -67,6 +67,13 @@ class _Request:
     future: asyncio.Future[Completion] = field(repr=False)
 
 
+def _fail(requests: Sequence[_Request], error: TargetError) -> None:
+    """Hand `error` to every caller still waiting on one of `requests`."""
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)
+
+
 class HFTarget(Target):
     """Answers chats with a local transformers model, generating up to `batch_size` chats at once.
 
@@ -127,10 +134,10 @@ class HFTarget(Target):
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        waiting = []
         while self._queue is not None and not self._queue.empty():
-            request = self._queue.get_nowait()
-            if not request.future.done():
-                request.future.set_exception(FatalTargetError(f"hf target {self.path} was closed"))
+            waiting.append(self._queue.get_nowait())
+        _fail(waiting, FatalTargetError(f"hf target {self.path} was closed"))
         self._queue = None
         self._model = self._tokenizer = None
         gc.collect()
@@ -166,12 +173,12 @@ class HFTarget(Target):
                 continue
             try:
                 completions = await asyncio.to_thread(self._generate, [request.input_ids for request in live])
+            except asyncio.CancelledError:  # closed mid-batch: its callers must not wait forever
+                _fail(live, FatalTargetError(f"hf target {self.path} was closed"))
+                raise
             except Exception as error:
-                failure = error if isinstance(error, TargetError) else FatalTargetError(
-                    f"generation with {self.path} failed: {type(error).__name__}: {error}")
-                for request in live:
-                    if not request.future.done():
-                        request.future.set_exception(failure)
+                _fail(live, error if isinstance(error, TargetError) else FatalTargetError(
+                    f"generation with {self.path} failed: {type(error).__name__}: {error}"))
             else:
                 for request, completion in zip(live, completions, strict=True):
                     if not request.future.done():
