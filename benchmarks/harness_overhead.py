@@ -3,23 +3,27 @@
     python benchmarks/harness_overhead.py [--items 2000] [--concurrency 64] [--latency 0.1] [--repeats 3]
                                           [--stub-thread] [--no-httpx2] [--profile]
 
+Goal: refcal throughput / (concurrency / latency) >= 0.95.
+
 A loopback `refcal.testing.StubServer(fixed_latency(latency))` answers every chat after `latency`
 seconds, so `concurrency` in-flight requests can at best complete `concurrency / latency` requests/s
 (640/s by default). The script drills a synthetic bench of `items` unique prompts (half `refuse`, half
 `comply`, in matched pairs) through the real runner (`run_drill_async`: OpenAITarget → MarkersJudge →
-Store in a temp dir, cache off) and, in the same run and against the same stub, a minimal raw
-`httpx.AsyncClient` loop with the same pool size and concurrency: a second baseline that shows how much of
-any shortfall is the stub/loopback/HTTP-client limit rather than refcal. Passes alternate in order across
-repeats; medians are quoted.
+Store in a temp dir, cache off) and, in the same run and against the same stub, baselines at the same
+concurrency:
 
-Goal: refcal throughput / (concurrency / latency) >= 0.95.
+* `raw httpx`: a minimal `httpx.AsyncClient` loop with the same pool size, the client refcal uses;
+* `raw asyncio`: hand-written HTTP/1.1 over asyncio streams, no HTTP library: the stub/loopback limit.
+
+Diagnosis passes (not baselines) show what the shortfall is made of: `raw httpx/8` (the same pool split
+over 8 AsyncClients), and, when `httpx2` is importable (a fork of httpx with a linear connection pool;
+the hf extra brings it), `raw httpx2` and `refcal+httpx2`, the same drill with OpenAITarget's client
+swapped for an httpx2 one by a subclass defined here (src/ is untouched). Passes alternate in order
+across repeats; medians are quoted. Client CPU is the event-loop thread's; stub CPU is the stub's own.
 
 By default the stub runs in a child process (still `StubServer`, still 127.0.0.1) so that it does not
-share the client's GIL; `--stub-thread` runs it in a thread of this process as tests do. When `httpx2`
-(a fork of httpx whose connection pool is linear, installed with the hf extra) is importable, two more
-passes are measured for diagnosis: a raw httpx2 loop, and the same refcal drill with OpenAITarget's client
-swapped for an httpx2 one by a subclass defined here (src/ is untouched). `--profile` adds one cProfile'd
-refcal drill (client thread only) and prints where the client's CPU goes, grouped by library.
+share the client's GIL; `--stub-thread` runs it in a thread of this process, as tests do. `--profile`
+adds one cProfile'd refcal drill per client (client thread only), grouped by library.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -61,6 +65,8 @@ UNSET_KEY_ENV = "REFCAL_BENCH_NO_SUCH_KEY"
 """An environment variable that is never set, so no API key is ever read or sent."""
 CLASSES = 10
 GOAL = 0.95
+SHARDS = 8
+"""The `raw httpx/8` diagnosis pass spreads the pool over this many AsyncClients."""
 
 
 @dataclass
@@ -208,17 +214,24 @@ async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path,
     return Sample(len(attempts), errors, wall, cpu, stub_cpu, finish_s)
 
 
-async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType = httpx) -> Sample:
-    """The least a client can do: post the same chats with the same pool size and read the reply text."""
-    limits = http.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with http.AsyncClient(base_url=stub.base_url, limits=limits, headers={"Content-Type": "application/json"},
-                                timeout=http.Timeout(120.0, connect=10.0)) as client:
-        await client.get("/models")  # as OpenAITarget.start_async does, untimed
+async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType = httpx, shards: int = 1) -> Sample:
+    """The least a client can do: post the same chats with the same pool size and read the reply text.
+
+    `shards` > 1 splits the pool over that many AsyncClients (workers round-robin over them).
+    """
+    per_client = math.ceil(concurrency / shards)
+    limits = http.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(http.AsyncClient(
+            base_url=stub.base_url, limits=limits, headers={"Content-Type": "application/json"},
+            timeout=http.Timeout(120.0, connect=10.0))) for _ in range(shards)]
+        for client in clients:
+            await client.get("/models")  # as OpenAITarget.start_async does, untimed
         payloads = iter([{"model": "stub", "messages": [{"role": "user", "content": item.prompt}],
                           "temperature": 0.0, "max_tokens": 256} for item in bench.items])
         done = errors = 0
 
-        async def worker() -> None:
+        async def worker(client: Any) -> None:
             nonlocal done, errors
             for payload in payloads:
                 response = await client.post("/chat/completions", json=payload)
@@ -228,7 +241,7 @@ async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType 
                 done += 1
 
         stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(clients[index % shards]) for index in range(concurrency)))
         wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
         stub_cpu = stub.cpu() - stub_cpu
     return Sample(done, errors, wall, cpu, stub_cpu)
@@ -295,6 +308,9 @@ _BUCKETS = (
     ("httpcore/_async/connection_pool", "httpcore connection pool"),
     ("httpcore/_async/connection.py", "httpcore connection pool"),
     ("httpcore/_async/http11", "httpcore http11"),
+    ("httpcore2/_async/connection_pool", "httpcore2 connection pool"),
+    ("httpcore2/_async/connection.py", "httpcore2 connection pool"),
+    ("httpcore2/_async/http11", "httpcore2 http11"),
     ("httpcore", "httpcore (other)"),
     ("anyio", "anyio"),
     ("refcal/store", "refcal.store"),
@@ -371,7 +387,8 @@ def main() -> None:
           f"store=SQLite WAL in a temp dir; cache off; httpx {httpx.__version__}"
           + (f", httpx2 {httpx2.__version__}" if httpx2 else ""))
     print(f"bound = concurrency / latency = {bound:.0f} req/s (a perfect client still idles through the last "
-          f"partial wave: ratio ceiling {ceiling:.3f}); {os.cpu_count()} CPUs")
+          f"partial wave: ratio ceiling {ceiling:.3f}); {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} at start")
     started = time.perf_counter()
     results: dict[str, list[Sample]] = {}
     with running_stub(args.latency, args.stub_thread) as stub, \
@@ -382,6 +399,7 @@ def main() -> None:
                 ("raw asyncio", lambda: asyncio_pass(stub, drill, args.concurrency)),
                 ("raw httpx", lambda: raw_pass(stub, drill, args.concurrency)),
                 ("refcal", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "refcal")),
+                (f"raw httpx/{SHARDS}", lambda: raw_pass(stub, drill, args.concurrency, shards=SHARDS)),
             ]
             if httpx2 is not None:
                 module = httpx2
@@ -418,7 +436,7 @@ def main() -> None:
     ratio = medians["refcal"] / bound
     print(f"RATIO refcal throughput / {bound:.0f} = {ratio:.3f} ({'meets' if ratio >= GOAL else 'MISSES'} "
           f"the {GOAL} goal)")
-    print(f"wall time {time.perf_counter() - started:.1f} s")
+    print(f"wall time {time.perf_counter() - started:.1f} s; load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

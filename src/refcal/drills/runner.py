@@ -40,7 +40,7 @@ async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: S
         for variant in variants:  # one shared lazy iterator: memory stays bounded
             key = request_key(fingerprint_key, variant.messages)
             attempt = await _attempt_async(variant, target, judge, store if run.use_cache else None, key)
-            store.record(run.run_id, attempt, cache_key=key if run.use_cache else None)
+            store.record(run.run_id, attempt, cache_key=key)  # --no-cache still refreshes the cache
             if on_attempt is not None:
                 on_attempt(attempt)
 

@@ -31,7 +31,7 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
                     judge_name=judge.name, judge_version=judge.version, limit=limit, concurrency=concurrency,
                     use_cache=use_cache, out_dir="")
-    directory = out_dir or out_root / run.run_id
+    directory = (out_dir or out_root / run.run_id).resolve()
     run = run.model_copy(update={"out_dir": str(directory)})
     store.create_run(run)
     write_atomic(directory / RUN_POINTER, json.dumps({"run_id": run.run_id, "store": str(store.path.resolve())}))
