@@ -48,7 +48,7 @@ def _rate_text(rate: Rate | None) -> str:
 def _plot(title: str, rows: list[tuple[str, Rate | None]], colour: str) -> str:
     rows = [(name, rate) for name, rate in rows if rate is not None and rate.value is not None]
     height = ROW_HEIGHT * len(rows) + 40
-    width = LABEL_WIDTH + PLOT_WIDTH + 20
+    width = LABEL_WIDTH + PLOT_WIDTH + 190
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="{escape(title)}">']
     for tick in range(0, 101, 25):
@@ -64,7 +64,9 @@ def _plot(title: str, rows: list[tuple[str, Rate | None]], colour: str) -> str:
                      f'{escape(name)}</text>'
                      f'<line x1="{low:.1f}" y1="{y}" x2="{high:.1f}" y2="{y}" stroke="{colour}" stroke-width="2"/>'
                      f'<circle cx="{point:.1f}" cy="{y}" r="4" fill="{colour}">'
-                     f'<title>{escape(name)}: {escape(_rate_text(rate))}</title></circle>')
+                     f'<title>{escape(name)}: {escape(_rate_text(rate))}</title></circle>'
+                     f'<text x="{LABEL_WIDTH + PLOT_WIDTH + 12}" y="{y + 4}" font-size="11">'
+                     f'{escape(_percent(rate.value))} (n={rate.n})</text>')
     parts.append("</svg>")
     return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
 
