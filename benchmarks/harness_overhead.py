@@ -176,27 +176,60 @@ def synthetic_bench(count: int) -> Bench:
     return finish_bench(items, "synthetic", None)
 
 
-class Httpx2Target(OpenAITarget):
-    """Diagnosis only: OpenAITarget with its AsyncClient built from httpx2 (same API, linear pool)."""
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Diagnosis only: one AsyncClient's requests spread over `shards` small httpx pools, least busy first.
 
-    http: ModuleType
+    httpcore 1.0.9's pool does O(connections²) work on every request and release; small pools keep it cheap.
+    """
+
+    def __init__(self, shards: int, per_shard: int) -> None:
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._busy = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._pools)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            return await self._pools[index].handle_async_request(request)
+        finally:
+            self._busy[index] -= 1
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+class SwappedClientTarget(OpenAITarget):
+    """Diagnosis only: OpenAITarget with a different AsyncClient (src/ untouched): `http` is the httpx2
+    module (same API, linear pool), or None for stock httpx over a ShardedTransport of SHARDS pools."""
+
+    http: ModuleType | None = None
 
     async def start_async(self) -> None:
-        limits = self.http.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        client = self.http.AsyncClient(base_url=self.base_url, headers={"Content-Type": "application/json"},
-                                       limits=limits, timeout=self.http.Timeout(self.timeout_s, connect=10.0))
+        headers = {"Content-Type": "application/json"}
+        if self.http is None:
+            transport = ShardedTransport(SHARDS, math.ceil(self.concurrency / SHARDS))
+            client: Any = httpx.AsyncClient(base_url=self.base_url, headers=headers, transport=transport,
+                                            timeout=httpx.Timeout(self.timeout_s, connect=10.0))
+        else:
+            limits = self.http.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            client = self.http.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
+                                           timeout=self.http.Timeout(self.timeout_s, connect=10.0))
         self._client = cast(httpx.AsyncClient, client)
         await self._check_reachable_async()
 
 
-async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path,
-                      http: ModuleType | None = None) -> Sample:
-    """One full drill through the real runner; only `run_drill_async` is timed."""
-    if http is None:
+async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path, client: str = "httpx") -> Sample:
+    """One full drill through the real runner; only `run_drill_async` is timed.
+
+    `client`: "httpx" (OpenAITarget as shipped), "sharded" or "httpx2" (SwappedClientTarget experiments).
+    """
+    if client == "httpx":
         target = OpenAITarget("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
     else:
-        target = Httpx2Target("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
-        target.http = http
+        target = SwappedClientTarget("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
+        target.http = importlib.import_module("httpx2") if client == "httpx2" else None
     judge = MarkersJudge()
     with Store(workdir / "runs.db") as store:
         async with target:  # start (GET /models, client set-up) is not timed
@@ -278,12 +311,12 @@ async def asyncio_pass(stub: Stub, bench: Bench, concurrency: int) -> Sample:
 # --- profile --------------------------------------------------------------------------------------------
 
 
-def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, http: ModuleType | None = None) -> None:
+def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, client: str = "httpx") -> None:
     """One drill under cProfile (client thread), summarised by library, then the top functions."""
     profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory(prefix="refcal-bench-") as tmp:
         profiler.enable()
-        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp), http))
+        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp), client))
         profiler.disable()
     stats = pstats.Stats(profiler)
     entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
@@ -292,7 +325,6 @@ def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, http: M
     for (filename, _, function), entry in entries.items():
         name = _bucket(filename, function)
         buckets[name] = buckets.get(name, 0.0) + entry[2]
-    client = f"{http.__name__} (experiment)" if http else "httpx"
     print(f"\nprofile of one refcal drill on {client} (cProfile, client thread; {sample.requests} requests at "
           f"{sample.throughput:.0f} req/s under the profiler): own time by library, {total:.2f} s in all = "
           f"{total / sample.requests * 1e6:.0f} µs/request")
@@ -354,7 +386,7 @@ def timed(label: str, make: Pass) -> Sample:
     sample = asyncio.run(make())
     flag = f"  ERRORS={sample.errors}" if sample.errors else ""
     extra = f"; receipt+report after it {sample.finish_s:.2f} s (untimed)" if sample.finish_s else ""
-    print(f"  {label:<14} {sample.requests} req in {sample.wall_s:6.3f} s = {sample.throughput:6.1f} req/s; "
+    print(f"  {label:<15} {sample.requests} req in {sample.wall_s:6.3f} s = {sample.throughput:6.1f} req/s; "
           f"CPU/req client {sample.cpu_us:6.0f} µs, stub {sample.stub_cpu_us:4.0f} µs{flag}{extra}")
     return sample
 
@@ -400,12 +432,14 @@ def main() -> None:
                 ("raw httpx", lambda: raw_pass(stub, drill, args.concurrency)),
                 ("refcal", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "refcal")),
                 (f"raw httpx/{SHARDS}", lambda: raw_pass(stub, drill, args.concurrency, shards=SHARDS)),
+                (f"refcal+httpx/{SHARDS}",
+                 lambda: refcal_pass(stub, drill, args.concurrency, workdir / "sharded", "sharded")),
             ]
             if httpx2 is not None:
                 module = httpx2
                 chosen += [
                     ("raw httpx2", lambda: raw_pass(stub, drill, args.concurrency, module)),
-                    ("refcal+httpx2", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "r2", module)),
+                    ("refcal+httpx2", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "h2", "httpx2")),
                 ]
             return chosen
 
@@ -419,8 +453,7 @@ def main() -> None:
                 results.setdefault(label, []).append(timed(label, make))
         if args.profile:
             profile_refcal(stub, bench, args.concurrency, args.top)
-            if httpx2 is not None:
-                profile_refcal(stub, bench, args.concurrency, args.top, httpx2)
+            profile_refcal(stub, bench, args.concurrency, args.top, "sharded")
 
     print(f"\nmedians over {args.repeats} repeat(s):")
     medians: dict[str, float] = {}
@@ -428,9 +461,11 @@ def main() -> None:
         medians[label] = rps = statistics.median(sample.throughput for sample in samples)
         cpu = statistics.median(sample.cpu_us for sample in samples)
         stub_cpu = statistics.median(sample.stub_cpu_us for sample in samples)
-        print(f"  {label:<14} {rps:7.1f} req/s  ratio to bound {rps / bound:.3f}  "
+        print(f"  {label:<15} {rps:7.1f} req/s  ratio to bound {rps / bound:.3f}  "
               f"CPU/req client {cpu:6.0f} µs, stub {stub_cpu:4.0f} µs")
     print(f"  refcal / raw httpx = {medians['refcal'] / medians['raw httpx']:.3f}")
+    print(f"  refcal+httpx/{SHARDS} / raw httpx/{SHARDS} = "
+          f"{medians[f'refcal+httpx/{SHARDS}'] / medians[f'raw httpx/{SHARDS}']:.3f}")
     if "refcal+httpx2" in medians:
         print(f"  refcal+httpx2 / raw httpx2 = {medians['refcal+httpx2'] / medians['raw httpx2']:.3f}")
     ratio = medians["refcal"] / bound

@@ -8,7 +8,6 @@ duplicate) and `cache` (responses keyed by target fingerprint + request).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -162,7 +161,3 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def dump_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
