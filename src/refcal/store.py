@@ -8,9 +8,13 @@ duplicate) and `cache` (responses keyed by target fingerprint + request).
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -119,18 +123,14 @@ class Store:
 
     def record(self, run_id: str, attempt: Attempt, cache_key: str | None = None) -> None:
         """Commit one attempt, and its response to the cache, in one transaction."""
-        label = attempt.verdict.label if attempt.verdict else None
+        self.commit([attempt_statements(run_id, attempt, cache_key)])
+
+    def commit(self, groups: list[list[Statement]]) -> None:
+        """Run several attempts' statements in one transaction (group commit)."""
         with self._transaction():
-            self._db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
-                             (run_id, attempt.variant.id, attempt.variant.item_id, label,
-                              int(attempt.is_error), attempt.model_dump_json()))
-            if cache_key is not None and not attempt.is_error and not attempt.cached:
-                completion = Completion(text=attempt.response or "", finish_reason=attempt.finish_reason,
-                                        prompt_tokens=attempt.prompt_tokens,
-                                        completion_tokens=attempt.completion_tokens,
-                                        latency_s=attempt.latency_s or 0.0, retries=attempt.retries)
-                self._db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)",
-                                 (cache_key, completion.model_dump_json(), utc_now()))
+            for statements in groups:
+                for sql, parameters in statements:
+                    self._db.execute(sql, parameters)
 
     def cached(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT data FROM cache WHERE key = ?", (key,)).fetchone()
@@ -150,6 +150,102 @@ class Store:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def attempt_statements(run_id: str, attempt: Attempt, cache_key: str | None) -> list[Statement]:
+    """The SQL that records one attempt, and its response in the cache when it is a fresh success."""
+    label = attempt.verdict.label if attempt.verdict else None
+    statements: list[Statement] = [
+        ("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
+         (run_id, attempt.variant.id, attempt.variant.item_id, label, int(attempt.is_error),
+          attempt.model_dump_json()))]
+    if cache_key is not None and not attempt.is_error and not attempt.cached:
+        completion = Completion(text=attempt.response or "", finish_reason=attempt.finish_reason,
+                                prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
+                                latency_s=attempt.latency_s or 0.0, retries=attempt.retries)
+        statements.append(("INSERT OR REPLACE INTO cache VALUES (?, ?, ?)",
+                           (cache_key, completion.model_dump_json(), utc_now())))
+    return statements
+
+
+class GroupCommitWriter:
+    """Commits attempts from a thread with its own connection, off the event loop.
+
+    `record_async` returns only once its attempt is committed, so "committed as it completes" holds;
+    attempts that land while a commit is running share the next one, which keeps the cost per attempt
+    low when hundreds land each second. A group that fails is retried one attempt at a time, so only
+    the offending attempt's caller sees the error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="refcal-store-writer", daemon=True)
+        self._thread.start()
+
+    async def record_async(self, run_id: str, attempt: Attempt, cache_key: str | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Pending(attempt_statements(run_id, attempt, cache_key), future, loop))
+        await future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        with Store(self.path) as store:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
+                    return
+                group = [first]
+                while True:
+                    try:
+                        pending = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if pending is None:
+                        stopping = True
+                        break
+                    group.append(pending)
+                self._commit(store, group)
+
+    @staticmethod
+    def _commit(store: Store, group: list[_Pending]) -> None:
+        try:
+            store.commit([pending.statements for pending in group])
+            outcomes: list[BaseException | None] = [None] * len(group)
+        except sqlite3.Error:
+            outcomes = []
+            for pending in group:
+                try:
+                    store.commit([pending.statements])
+                    outcomes.append(None)
+                except sqlite3.Error as error:
+                    outcomes.append(StoreError(f"could not record {pending.statements[0][1][1]}: {error}"))
+        for pending, outcome in zip(group, outcomes, strict=True):
+            pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+
+
+@dataclass
+class _Pending:
+    statements: list[Statement]
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:
+    if future.done():  # the waiting worker was cancelled
+        return
+    if outcome is None:
+        future.set_result(None)
+    else:
+        future.set_exception(outcome)
 
 
 class _Transaction:

@@ -14,7 +14,7 @@ from refcal.bench.loaders import finish_bench
 from refcal.drills.plan import Variant, plan_variants, request_key
 from refcal.errors import TargetError
 from refcal.judges.base import Judge, Verdict
-from refcal.store import RunRecord, Store, utc_now
+from refcal.store import GroupCommitWriter, RunRecord, Store, utc_now
 from refcal.targets.base import Completion, Target
 
 AttemptCallback = Callable[[Attempt], None]
@@ -35,21 +35,28 @@ async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: S
     """Send every remaining variant of `run` exactly once; the target must already be started."""
     variants = remaining_variants(run, store)
     fingerprint_key = target.fingerprint.key
+    writer = GroupCommitWriter(store.path)
 
     async def worker() -> None:
         for variant in variants:  # one shared lazy iterator: memory stays bounded
             key = request_key(fingerprint_key, variant.messages)
             attempt = await _attempt_async(variant, target, judge, store if run.use_cache else None, key)
-            store.record(run.run_id, attempt, cache_key=key)  # --no-cache still refreshes the cache
+            await writer.record_async(run.run_id, attempt, cache_key=key)  # --no-cache still refreshes the cache
             if on_attempt is not None:
                 on_attempt(attempt)
 
     store.set_status(run.run_id, "running")
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, run.concurrency))]
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, run.concurrency))))
+        await asyncio.gather(*tasks)
     except BaseException:
+        for task in tasks:  # no worker may outlive the writer
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         store.set_status(run.run_id, "interrupted")
         raise
+    finally:
+        writer.close()
     store.set_status(run.run_id, "complete")
 
 

@@ -21,6 +21,7 @@ from refcal.errors import (
     TransientTargetError,
 )
 from refcal.targets.base import Completion, Fingerprint, GenerationParams, RetryPolicy, Target
+from refcal.targets.transport import ShardedTransport
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -79,8 +80,8 @@ class OpenAITarget(Target):
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers,
+                                         transport=ShardedTransport(self.concurrency),
                                          timeout=httpx.Timeout(self.timeout_s, connect=10.0))
         await self._check_reachable_async()
 
