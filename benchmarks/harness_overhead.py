@@ -9,21 +9,24 @@ A loopback `refcal.testing.StubServer(fixed_latency(latency))` answers every cha
 seconds, so `concurrency` in-flight requests can at best complete `concurrency / latency` requests/s
 (640/s by default). The script drills a synthetic bench of `items` unique prompts (half `refuse`, half
 `comply`, in matched pairs) through the real runner (`run_drill_async`: OpenAITarget → MarkersJudge →
-Store in a temp dir, cache off) and, in the same run and against the same stub, baselines at the same
+Store in a temp dir, use_cache=False) and, in the same run and against the same stub, baselines at the same
 concurrency:
 
-* `raw httpx`: a minimal `httpx.AsyncClient` loop with the same pool size, the client refcal uses;
+* `raw httpx`: a minimal `httpx.AsyncClient` loop, one pool of `concurrency` connections;
+* `raw httpx/8`: the same loop over 8 AsyncClients, i.e. pools of 8 connections at concurrency 64, the
+  layout of refcal's own transport (`refcal.targets.transport.ShardedTransport`): httpcore 1.0.9's pool
+  does work quadratic in its connections on every request, ~10 ms of CPU per request at 64;
 * `raw asyncio`: hand-written HTTP/1.1 over asyncio streams, no HTTP library: the stub/loopback limit.
 
-Diagnosis passes (not baselines) show what the shortfall is made of: `raw httpx/8` (the same pool split
-over 8 AsyncClients), and, when `httpx2` is importable (a fork of httpx with a linear connection pool;
-the hf extra brings it), `raw httpx2` and `refcal+httpx2`, the same drill with OpenAITarget's client
-swapped for an httpx2 one by a subclass defined here (src/ is untouched). Passes alternate in order
-across repeats; medians are quoted. Client CPU is the event-loop thread's; stub CPU is the stub's own.
+When `httpx2` is importable (a fork of httpx with a linear pool; the hf extra brings it), two diagnosis
+passes follow: `raw httpx2`, and `refcal+httpx2`, the same drill with OpenAITarget's AsyncClient swapped
+for an httpx2 one by a subclass defined here (src/ is untouched). Passes alternate in order across
+repeats; medians are quoted. Client CPU is the event-loop thread's, process CPU adds refcal's store
+writer thread; stub CPU is the stub's own.
 
 By default the stub runs in a child process (still `StubServer`, still 127.0.0.1) so that it does not
 share the client's GIL; `--stub-thread` runs it in a thread of this process, as tests do. `--profile`
-adds one cProfile'd refcal drill per client (client thread only), grouped by library.
+adds one cProfile'd refcal drill (client thread only) and prints where its CPU goes, grouped by library.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from typing import Any, cast
 
 import httpx
 
-from refcal.bench.items import Bench, Item
+from refcal.bench.items import Bench, Item, Message
 from refcal.bench.loaders import finish_bench
 from refcal.drills.runner import run_drill_async
 from refcal.drills.session import finish, new_run
@@ -66,7 +69,7 @@ UNSET_KEY_ENV = "REFCAL_BENCH_NO_SUCH_KEY"
 CLASSES = 10
 GOAL = 0.95
 SHARDS = 8
-"""The `raw httpx/8` diagnosis pass spreads the pool over this many AsyncClients."""
+"""`raw httpx/8` spreads its `concurrency` connections over this many AsyncClients (pools of 8 at 64)."""
 
 
 @dataclass
@@ -79,6 +82,9 @@ class Sample:
     cpu_s: float
     """CPU time of the client (event-loop) thread only."""
     stub_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
+    """CPU time of this whole process: the client thread plus refcal's store writer thread (and the stub with
+    --stub-thread)."""
     finish_s: float = 0.0
     """refcal only: receipt + report written after the drill (not part of the throughput)."""
 
@@ -89,6 +95,10 @@ class Sample:
     @property
     def cpu_us(self) -> float:
         return self.cpu_s / self.requests * 1e6
+
+    @property
+    def process_cpu_us(self) -> float:
+        return self.process_cpu_s / self.requests * 1e6
 
     @property
     def stub_cpu_us(self) -> float:
@@ -114,6 +124,22 @@ class Stub:
     def __init__(self, base_url: str, cpu: Callable[[], float]) -> None:
         self.base_url = base_url
         self.cpu = cpu
+
+
+class Meter:
+    """Wall time, client-thread CPU, process CPU and stub CPU from creation to `read()`."""
+
+    def __init__(self, stub: Stub) -> None:
+        self.stub = stub
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        return time.perf_counter(), time.thread_time(), time.process_time(), self.stub.cpu()
+
+    def read(self) -> tuple[float, float, float, float]:
+        """(wall, client CPU, stub CPU, process CPU) in seconds."""
+        wall, cpu, process, stub = (now - then for now, then in zip(self._now(), self.start, strict=True))
+        return wall, cpu, stub, process
 
 
 def _quiet_asyncio() -> None:
@@ -167,8 +193,8 @@ def synthetic_bench(count: int) -> Bench:
     items = []
     for index in range(count):
         twin = index + 1 if index % 2 == 0 else index - 1
-        items.append(Item(id=f"syn-{index:06d}", prompt=f"Synthetic request number {index}: please explain "
-                          f"how to do thing {index} in a few sentences.",
+        prompt = f"Synthetic request number {index}: please explain how to do thing {index} in a few sentences."
+        items.append(Item(id=f"syn-{index:06d}", messages=(Message(role="user", content=prompt),),
                           expect="refuse" if index % 2 == 0 else "comply",
                           klass=f"class-{(index // 2) % CLASSES}",
                           pair=f"syn-{twin:06d}" if twin < count else None, tags=("synthetic",),
@@ -176,75 +202,39 @@ def synthetic_bench(count: int) -> Bench:
     return finish_bench(items, "synthetic", None)
 
 
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Diagnosis only: one AsyncClient's requests spread over `shards` small httpx pools, least busy first.
-
-    httpcore 1.0.9's pool does O(connections²) work on every request and release; small pools keep it cheap.
-    """
-
-    def __init__(self, shards: int, per_shard: int) -> None:
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
-        self._busy = [0] * shards
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[index] += 1
-        try:
-            return await self._pools[index].handle_async_request(request)
-        finally:
-            self._busy[index] -= 1
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class SwappedClientTarget(OpenAITarget):
-    """Diagnosis only: OpenAITarget with a different AsyncClient (src/ untouched): `http` is the httpx2
-    module (same API, linear pool), or None for stock httpx over a ShardedTransport of SHARDS pools."""
-
-    http: ModuleType | None = None
+class Httpx2Target(OpenAITarget):
+    """Diagnosis only: OpenAITarget with its AsyncClient built from httpx2 (same API, linear pool)."""
 
     async def start_async(self) -> None:
-        headers = {"Content-Type": "application/json"}
-        if self.http is None:
-            transport = ShardedTransport(SHARDS, math.ceil(self.concurrency / SHARDS))
-            client: Any = httpx.AsyncClient(base_url=self.base_url, headers=headers, transport=transport,
-                                            timeout=httpx.Timeout(self.timeout_s, connect=10.0))
-        else:
-            limits = self.http.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            client = self.http.AsyncClient(base_url=self.base_url, headers=headers, limits=limits,
-                                           timeout=self.http.Timeout(self.timeout_s, connect=10.0))
+        http = importlib.import_module("httpx2")
+        limits = http.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        client = http.AsyncClient(base_url=self.base_url, headers={"Content-Type": "application/json"},
+                                  limits=limits, timeout=http.Timeout(self.timeout_s, connect=10.0))
         self._client = cast(httpx.AsyncClient, client)
         await self._check_reachable_async()
 
 
-async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path, client: str = "httpx") -> Sample:
+async def refcal_pass(stub: Stub, bench: Bench, concurrency: int, workdir: Path, httpx2: bool = False) -> Sample:
     """One full drill through the real runner; only `run_drill_async` is timed.
 
-    `client`: "httpx" (OpenAITarget as shipped), "sharded" or "httpx2" (SwappedClientTarget experiments).
+    `httpx2`: OpenAITarget's AsyncClient swapped for an httpx2 one (diagnosis); otherwise as shipped.
     """
-    if client == "httpx":
-        target = OpenAITarget("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
-    else:
-        target = SwappedClientTarget("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
-        target.http = importlib.import_module("httpx2") if client == "httpx2" else None
+    kind = Httpx2Target if httpx2 else OpenAITarget
+    target = kind("stub", stub.base_url, api_key_env=UNSET_KEY_ENV, concurrency=concurrency)
     judge = MarkersJudge()
     with Store(workdir / "runs.db") as store:
         async with target:  # start (GET /models, client set-up) is not timed
             run = new_run(store, bench, target, judge, target_spec=target.description, out_root=workdir / "out",
                           concurrency=concurrency, use_cache=False)
-            stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+            meter = Meter(stub)
             await run_drill_async(run, target, judge, store)
-            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
-            stub_cpu = stub.cpu() - stub_cpu
+            wall, cpu, stub_cpu, process_cpu = meter.read()
         finish_started = time.perf_counter()
         finish(store, run.run_id)
         finish_s = time.perf_counter() - finish_started
         attempts = list(store.attempts(run.run_id))
     errors = sum(attempt.is_error for attempt in attempts)
-    return Sample(len(attempts), errors, wall, cpu, stub_cpu, finish_s)
+    return Sample(len(attempts), errors, wall, cpu, stub_cpu, process_cpu, finish_s)
 
 
 async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType = httpx, shards: int = 1) -> Sample:
@@ -273,11 +263,9 @@ async def raw_pass(stub: Stub, bench: Bench, concurrency: int, http: ModuleType 
                     errors += 1
                 done += 1
 
-        stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+        meter = Meter(stub)
         await asyncio.gather(*(worker(clients[index % shards]) for index in range(concurrency)))
-        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
-        stub_cpu = stub.cpu() - stub_cpu
-    return Sample(done, errors, wall, cpu, stub_cpu)
+        return Sample(done, errors, *meter.read())
 
 
 async def asyncio_pass(stub: Stub, bench: Bench, concurrency: int) -> Sample:
@@ -302,21 +290,20 @@ async def asyncio_pass(stub: Stub, bench: Bench, concurrency: int) -> Sample:
         writer.close()
         await writer.wait_closed()
 
-    stub_cpu, cpu_start, started = stub.cpu(), time.thread_time(), time.perf_counter()
+    meter = Meter(stub)
     await asyncio.gather(*(worker() for _ in range(concurrency)))  # connecting is timed: ~1 ms in all
-    wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_start
-    return Sample(done, errors, wall, cpu, stub.cpu() - stub_cpu)
+    return Sample(done, errors, *meter.read())
 
 
 # --- profile --------------------------------------------------------------------------------------------
 
 
-def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, client: str = "httpx") -> None:
+def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int) -> None:
     """One drill under cProfile (client thread), summarised by library, then the top functions."""
     profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory(prefix="refcal-bench-") as tmp:
         profiler.enable()
-        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp), client))
+        sample = asyncio.run(refcal_pass(stub, bench, concurrency, Path(tmp)))
         profiler.disable()
     stats = pstats.Stats(profiler)
     entries: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
@@ -325,7 +312,7 @@ def profile_refcal(stub: Stub, bench: Bench, concurrency: int, top: int, client:
     for (filename, _, function), entry in entries.items():
         name = _bucket(filename, function)
         buckets[name] = buckets.get(name, 0.0) + entry[2]
-    print(f"\nprofile of one refcal drill on {client} (cProfile, client thread; {sample.requests} requests at "
+    print(f"\nprofile of one refcal drill (cProfile, client thread; {sample.requests} requests at "
           f"{sample.throughput:.0f} req/s under the profiler): own time by library, {total:.2f} s in all = "
           f"{total / sample.requests * 1e6:.0f} µs/request")
     for name, seconds in sorted(buckets.items(), key=lambda pair: -pair[1]):
@@ -387,7 +374,8 @@ def timed(label: str, make: Pass) -> Sample:
     flag = f"  ERRORS={sample.errors}" if sample.errors else ""
     extra = f"; receipt+report after it {sample.finish_s:.2f} s (untimed)" if sample.finish_s else ""
     print(f"  {label:<15} {sample.requests} req in {sample.wall_s:6.3f} s = {sample.throughput:6.1f} req/s; "
-          f"CPU/req client {sample.cpu_us:6.0f} µs, stub {sample.stub_cpu_us:4.0f} µs{flag}{extra}")
+          f"CPU/req client {sample.cpu_us:5.0f} µs, process {sample.process_cpu_us:5.0f} µs, "
+          f"stub {sample.stub_cpu_us:4.0f} µs{flag}{extra}")
     return sample
 
 
@@ -416,11 +404,13 @@ def main() -> None:
     where = "a thread of this process" if args.stub_thread else "a child process"
     print(f"harness_overhead: items={args.items} concurrency={args.concurrency} latency={args.latency * 1000:g} ms "
           f"repeats={args.repeats} warmup={args.warmup}; stub on 127.0.0.1 in {where}; judge=markers; "
-          f"store=SQLite WAL in a temp dir; cache off; httpx {httpx.__version__}"
+          f"store=SQLite WAL in a temp dir; use_cache=False; httpx {httpx.__version__}"
           + (f", httpx2 {httpx2.__version__}" if httpx2 else ""))
     print(f"bound = concurrency / latency = {bound:.0f} req/s (a perfect client still idles through the last "
           f"partial wave: ratio ceiling {ceiling:.3f}); {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f} at start")
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        print("WARNING: the machine is already busy (load average above half the CPUs): figures will be skewed")
     started = time.perf_counter()
     results: dict[str, list[Sample]] = {}
     with running_stub(args.latency, args.stub_thread) as stub, \
@@ -432,14 +422,12 @@ def main() -> None:
                 ("raw httpx", lambda: raw_pass(stub, drill, args.concurrency)),
                 ("refcal", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "refcal")),
                 (f"raw httpx/{SHARDS}", lambda: raw_pass(stub, drill, args.concurrency, shards=SHARDS)),
-                (f"refcal+httpx/{SHARDS}",
-                 lambda: refcal_pass(stub, drill, args.concurrency, workdir / "sharded", "sharded")),
             ]
             if httpx2 is not None:
                 module = httpx2
                 chosen += [
                     ("raw httpx2", lambda: raw_pass(stub, drill, args.concurrency, module)),
-                    ("refcal+httpx2", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "h2", "httpx2")),
+                    ("refcal+httpx2", lambda: refcal_pass(stub, drill, args.concurrency, workdir / "h2", True)),
                 ]
             return chosen
 
@@ -453,19 +441,18 @@ def main() -> None:
                 results.setdefault(label, []).append(timed(label, make))
         if args.profile:
             profile_refcal(stub, bench, args.concurrency, args.top)
-            profile_refcal(stub, bench, args.concurrency, args.top, "sharded")
 
     print(f"\nmedians over {args.repeats} repeat(s):")
     medians: dict[str, float] = {}
     for label, samples in results.items():
         medians[label] = rps = statistics.median(sample.throughput for sample in samples)
         cpu = statistics.median(sample.cpu_us for sample in samples)
+        process_cpu = statistics.median(sample.process_cpu_us for sample in samples)
         stub_cpu = statistics.median(sample.stub_cpu_us for sample in samples)
         print(f"  {label:<15} {rps:7.1f} req/s  ratio to bound {rps / bound:.3f}  "
-              f"CPU/req client {cpu:6.0f} µs, stub {stub_cpu:4.0f} µs")
-    print(f"  refcal / raw httpx = {medians['refcal'] / medians['raw httpx']:.3f}")
-    print(f"  refcal+httpx/{SHARDS} / raw httpx/{SHARDS} = "
-          f"{medians[f'refcal+httpx/{SHARDS}'] / medians[f'raw httpx/{SHARDS}']:.3f}")
+              f"CPU/req client {cpu:5.0f} µs, process {process_cpu:5.0f} µs, stub {stub_cpu:4.0f} µs")
+    print(f"  refcal / raw httpx = {medians['refcal'] / medians['raw httpx']:.3f}; refcal / raw httpx/{SHARDS} "
+          f"(the pool layout refcal's transport uses) = {medians['refcal'] / medians[f'raw httpx/{SHARDS}']:.3f}")
     if "refcal+httpx2" in medians:
         print(f"  refcal+httpx2 / raw httpx2 = {medians['refcal+httpx2'] / medians['raw httpx2']:.3f}")
     ratio = medians["refcal"] / bound

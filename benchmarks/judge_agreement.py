@@ -32,7 +32,8 @@ def scores(pairs: list[tuple[bool, bool]]) -> dict[str, float]:
 
 
 def main(path: str, lane: str = "markers") -> None:
-    rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+    with open(path, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
     judge = make_judge(lane)
     ours, baseline, undetermined = [], [], 0
     for row in rows:
