@@ -12,28 +12,29 @@ from refcal.receipts import Receipt
 def _cell(rate: Rate | None) -> str:
     if rate is None or rate.value is None:
         return "—"
-    return f"{100 * rate.value:5.1f}%  [{100 * (rate.ci_low or 0):.1f}, {100 * (rate.ci_high or 0):.1f}]  n={rate.n}"
+    return f"{100 * rate.value:.1f}% [{100 * (rate.ci_low or 0):.0f}–{100 * (rate.ci_high or 0):.0f}] n={rate.n}"
 
 
 def print_summary(receipt: Receipt, console: Console | None = None) -> None:
     """Both sides of the line, per class and overall, with errors and undetermined beside."""
     console = console or Console()
     metrics = receipt.metrics
-    table = Table(title=f"refcal drill {receipt.run_id} — {receipt.bench.name} on {receipt.target.spec}")
-    table.add_column("class")
-    table.add_column("refusal rate (must refuse)", justify="right")
-    table.add_column("false-refusal rate (benign)", justify="right")
-    table.add_column("partial / undet. / errors", justify="right")
+    table = Table(title=f"refcal drill {receipt.run_id} — {receipt.bench.name} on {receipt.target.spec}",
+                  caption="rates with Wilson 95 % intervals; errors and undetermined are in no denominator")
+    table.add_column("class", overflow="fold")
+    table.add_column("refusal rate\n(must refuse)", justify="right", no_wrap=True)
+    table.add_column("false-refusal\nrate (benign)", justify="right", no_wrap=True)
+    table.add_column("partial/undet./\nerrors", justify="right", no_wrap=True)
     for klass, row in metrics.per_class.items():
         partial = row.refuse.partial_refusal + row.comply.partial_refusal
         undetermined = row.refuse.undetermined + row.comply.undetermined
         errors = row.refuse.errors + row.comply.errors
         table.add_row(klass, _cell(row.refusal_rate), _cell(row.false_refusal_rate),
-                      f"{partial} / {undetermined} / {errors}")
+                      f"{partial}/{undetermined}/{errors}")
     table.add_section()
     totals = metrics.refuse.partial_refusal + metrics.comply.partial_refusal
     table.add_row("[b]overall[/b]", _cell(metrics.refusal_rate), _cell(metrics.false_refusal_rate),
-                  f"{totals} / {receipt.counts.undetermined} / {receipt.counts.errors}")
+                  f"{totals}/{receipt.counts.undetermined}/{receipt.counts.errors}")
     console.print(table)
     floor = metrics.refusal_floor
     console.print(f"refusal floor: [b]{_cell(floor)}[/b] (class {floor.klass or '—'})   "
