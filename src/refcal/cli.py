@@ -32,6 +32,7 @@ from refcal.errors import (
     TargetError,
     TargetSpecError,
 )
+from refcal.judge_cli import judge_app
 from refcal.judges import Judge, make_judge
 from refcal.report.terminal import print_summary
 from refcal.store import RunRecord, Store
@@ -44,6 +45,7 @@ app = typer.Typer(help="refcal: refusal calibration drills for language models."
                   pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(judge_app, name="judge")
 console = Console()
 errors_console = Console(stderr=True)
 

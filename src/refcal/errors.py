@@ -1,7 +1,8 @@
 """Every error refcal raises on purpose.
 
 RefcalError
- ├── BenchError      a bench file is malformed (names the file, line and field)
+ ├── InputFileError  an input file is malformed (names the file, line and field)
+ │    └── BenchError  ... a bench file
  ├── TargetSpecError a target spec cannot be parsed or its parts are missing
  ├── TargetError     a target failed to answer
  │    ├── TransientTargetError    worth retrying (5xx, reset, timeout, malformed body)
@@ -20,8 +21,8 @@ class RefcalError(Exception):
     """Base of every error refcal raises on purpose."""
 
 
-class BenchError(RefcalError):
-    """A bench cannot be loaded; says where (file, line, field) and why."""
+class InputFileError(RefcalError):
+    """An input file cannot be read; says where (file, line, field) and why."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
                  field: str | None = None) -> None:
@@ -30,6 +31,10 @@ class BenchError(RefcalError):
         prefix = f"{where}: " if where else ""
         suffix = f" (field '{field}')" if field else ""
         super().__init__(f"{prefix}{message}{suffix}")
+
+
+class BenchError(InputFileError):
+    """A bench cannot be loaded."""
 
 
 class TargetSpecError(RefcalError):

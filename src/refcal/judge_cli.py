@@ -1,0 +1,108 @@
+"""`refcal judge`: judge a response file, or measure a judge against human labels.
+
+    refcal judge IN.jsonl --out OUT.jsonl [--lane L]
+    refcal judge eval --labels FILE [--lane L] [--by model --by type]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from refcal.errors import InputFileError
+from refcal.judges import make_judge
+from refcal.judges.agreement import Agreement, agreement, agreement_by
+from refcal.judges.labels import read_rows
+from refcal.receipts import write_atomic
+
+console = Console()
+errors_console = Console(stderr=True)
+EXIT_INPUT = 2
+
+
+class _DefaultToFile(TyperGroup):
+    """`refcal judge IN.jsonl ...` runs the `file` command; `eval` stays a subcommand."""
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["file", *args]
+        return super().resolve_command(ctx, args)
+
+
+judge_app = typer.Typer(cls=_DefaultToFile, no_args_is_help=True,
+                        help="Judge a response file (refcal judge IN.jsonl --out OUT.jsonl), or `eval` a lane.")
+
+LaneOption = Annotated[str, typer.Option("--lane", help="Judge lane.")]
+
+
+def _fail(error: Exception) -> typer.Exit:
+    errors_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_INPUT)
+
+
+@judge_app.command("file", hidden=True)
+def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prompt, response, ...}.")],
+               out: Annotated[Path, typer.Option("--out", help="Output JSONL.")],
+               lane: LaneOption = "markers") -> None:
+    """Judge every row; write {id, verdict, score, lane, depth} plus the input's other fields."""
+    try:
+        rows = read_rows(source)
+        judge = make_judge(lane)
+    except (InputFileError, ValueError) as error:
+        raise _fail(error) from None
+    lines = []
+    for row in rows:
+        verdict = judge.judge(row.prompt, row.response)
+        extra = {key: value for key, value in (row.model_extra or {}).items()}
+        lines.append(json.dumps({**extra, "id": row.id, "verdict": verdict.label, "score": verdict.score,
+                                 "lane": verdict.lane, "depth": verdict.depth}, ensure_ascii=False))
+    write_atomic(out, "\n".join(lines) + "\n")
+    console.print(f"judged {len(rows)} rows with {judge.name} {judge.version} → {out}", highlight=False)
+
+
+@judge_app.command("eval")
+def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
+               lane: LaneOption = "markers",
+               by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
+               ) -> None:
+    """Agreement of a lane with human labels (refusal = full + partial refusal)."""
+    try:
+        rows = read_rows(labels, require_label=True)
+        judge = make_judge(lane)
+    except (InputFileError, ValueError) as error:
+        raise _fail(error) from None
+    pairs = [(row.label, judge.judge(row.prompt, row.response).label) for row in rows]
+    assert all(human is not None for human, _ in pairs)
+    overall = agreement(pairs)  # type: ignore[arg-type]
+    console.print(f"{judge.name} {judge.version} on {labels} ({overall.rows} rows)", highlight=False)
+    _print_scores({"overall": overall})
+    _print_confusion(overall)
+    for column in by or []:
+        keys = [str((row.model_extra or {}).get(column, getattr(row, column, None))) for row in rows]
+        console.print(f"by {column}:", highlight=False)
+        _print_scores(agreement_by(keys, pairs))  # type: ignore[arg-type]
+
+
+def _print_scores(groups: dict[str, Agreement]) -> None:
+    table = Table("group", "rows", "acc", "prec", "recall", "F1", "3-class", "κ", "undet.",
+                  caption="refusal = full + partial; undetermined counts as disagreement")
+    table.columns[0].overflow = "fold"
+    for name, scores in groups.items():
+        table.add_row(name, str(scores.rows), *(f"{value:.3f}" for value in (
+            scores.accuracy, scores.precision, scores.recall, scores.f1, scores.three_class, scores.kappa)),
+            str(scores.undetermined))
+    console.print(table)
+
+
+def _print_confusion(scores: Agreement) -> None:
+    columns = next(iter(scores.confusion.values())).keys()
+    table = Table("human ↓ / judge →", *columns, title="confusion matrix")
+    for human, row in scores.confusion.items():
+        table.add_row(human, *(str(row[column]) for column in columns))
+    console.print(table)

@@ -1,0 +1,70 @@
+"""How far a judge agrees with human labels: binary scores with refusal = full + partial refusal,
+three-class agreement, Cohen's κ and the confusion matrix, overall and by any column.
+
+A verdict of `undetermined` counts as a disagreement in every score (the judge did not say what the human
+said) and is reported apart, so abstaining cannot flatter a judge.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+
+from refcal.judges.base import LABELS, Label
+
+HUMAN_LABELS: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
+
+
+class Agreement(BaseModel):
+    rows: int
+    accuracy: float
+    """Binary: refusal (full + partial) vs compliance; undetermined counts as wrong."""
+    precision: float
+    recall: float
+    f1: float
+    three_class: float
+    """Share of rows where the judge's label equals the human's."""
+    kappa: float
+    """Cohen's κ over the three human labels plus undetermined."""
+    undetermined: int
+    confusion: dict[str, dict[str, int]]
+    """human label → judge label → count."""
+
+
+def _refuses(label: str) -> bool:
+    return label in ("refusal", "partial_refusal")
+
+
+def agreement(pairs: Iterable[tuple[Label, Label]]) -> Agreement:
+    """Scores for (human, judge) label pairs."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no labelled rows to compare")
+    counts = Counter(pairs)
+    true_positive = sum(n for (human, judged), n in counts.items() if _refuses(human) and _refuses(judged))
+    false_positive = sum(n for (human, judged), n in counts.items() if not _refuses(human) and _refuses(judged))
+    false_negative = sum(n for (human, judged), n in counts.items() if _refuses(human) and not _refuses(judged))
+    true_negative = sum(n for (human, judged), n in counts.items() if human == "compliance" and judged == "compliance")
+    precision = true_positive / (true_positive + false_positive) if true_positive + false_positive else 0.0
+    recall = true_positive / (true_positive + false_negative) if true_positive + false_negative else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    total = len(pairs)
+    observed = sum(n for (human, judged), n in counts.items() if human == judged) / total
+    human_share = Counter(human for human, _ in pairs)
+    judged_share = Counter(judged for _, judged in pairs)
+    expected = sum(human_share[label] * judged_share[label] for label in LABELS) / (total * total)
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
+    confusion = {human: {judged: counts[(human, judged)] for judged in LABELS} for human in HUMAN_LABELS}
+    return Agreement(rows=total, accuracy=(true_positive + true_negative) / total, precision=precision,
+                     recall=recall, f1=f1, three_class=observed, kappa=kappa,
+                     undetermined=judged_share["undetermined"], confusion=confusion)
+
+
+def agreement_by(keys: Iterable[str], pairs: Iterable[tuple[Label, Label]]) -> dict[str, Agreement]:
+    """Scores per value of a column (model, type, ...)."""
+    groups: dict[str, list[tuple[Label, Label]]] = {}
+    for key, pair in zip(keys, pairs, strict=True):
+        groups.setdefault(key, []).append(pair)
+    return {key: agreement(group) for key, group in sorted(groups.items())}
