@@ -83,3 +83,19 @@ def test_non_utf8_and_bad_input_write_nothing(tmp_path):
     result = refcal("judge", str(path), "--out", "out.jsonl")
     assert result.returncode == 2 and "in.jsonl:2" in result.stderr and "UTF-8" in result.stderr
     assert not Path("out.jsonl").exists()
+
+
+def test_measured_agreement_travels_into_the_next_receipt(tmp_path):
+    from refcal.testing import Reply, StubServer
+
+    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+        spec = f"openai:m@{stub.base_url}"
+        before = refcal("drill", "--limit", "2", "--target", spec, "--out", "before")
+        assert before.returncode == 0, before.stderr
+        assert json.loads(Path("before/receipt.json").read_text())["judge"]["human_agreement"] is None
+        assert "not measured" in Path("before/report.html").read_text()
+
+        assert refcal("judge", "eval", "--labels", str(write(tmp_path / "l.jsonl", ROWS))).returncode == 0
+        after = refcal("drill", "--limit", "2", "--target", spec, "--out", "after")
+    measured = json.loads(Path("after/receipt.json").read_text())["judge"]["human_agreement"]
+    assert measured["rows"] == 4 and measured["version"] and 0 <= measured["accuracy"] <= 1

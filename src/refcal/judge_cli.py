@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from refcal.judges import make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
 from refcal.judges.labels import read_rows
 from refcal.receipts import write_atomic
+from refcal.store import MeasuredAgreement, Store
 
 console = Console()
 errors_console = Console(stderr=True)
@@ -70,6 +72,9 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
 def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
                lane: LaneOption = "markers",
                by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
+               store: Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
+                                                   help="Run database that keeps the measured agreement.")]
+               = Path(".refcal") / "refcal.db",
                ) -> None:
     """Agreement of a lane with human labels (refusal = full + partial refusal)."""
     try:
@@ -80,6 +85,11 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
     pairs = [(row.label, judge.judge(row.prompt, row.response).label) for row in rows]
     assert all(human is not None for human, _ in pairs)
     overall = agreement(pairs)  # type: ignore[arg-type]
+    digest = hashlib.sha256(labels.read_bytes()).hexdigest()
+    with Store(store) as database:
+        database.record_agreement(MeasuredAgreement(
+            judge=judge.name, version=judge.version, labels=f"{labels.name} sha256:{digest[:16]}",
+            rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa))
     console.print(f"{judge.name} {judge.version} on {labels} ({overall.rows} rows)", highlight=False)
     _print_scores({"overall": overall})
     _print_confusion(overall)

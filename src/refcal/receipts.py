@@ -17,7 +17,7 @@ from refcal import __version__
 from refcal.attempt import Attempt
 from refcal.bench.items import Bench, Item
 from refcal.metrics import Metrics, compute_metrics
-from refcal.store import RunRecord, utc_now
+from refcal.store import MeasuredAgreement, RunRecord, utc_now
 
 RECEIPT_SCHEMA = 1
 
@@ -38,8 +38,9 @@ class TargetInfo(BaseModel):
 class JudgeInfo(BaseModel):
     name: str
     version: str
-    human_agreement: float | None = None
-    """Measured agreement with human labels, once a labelled set has scored this judge version."""
+    human_agreement: MeasuredAgreement | None = None
+    """This judge version's agreement with the last human labels it was evaluated on (`refcal judge eval`);
+    None when it was never measured, which the report says."""
 
 
 class PlanInfo(BaseModel):
@@ -74,7 +75,8 @@ class Receipt(BaseModel):
     metrics: Metrics
 
 
-def build_receipt(run: RunRecord, attempts: list[Attempt]) -> Receipt:
+def build_receipt(run: RunRecord, attempts: list[Attempt],
+                  human_agreement: MeasuredAgreement | None = None) -> Receipt:
     """Assemble a receipt from the run record and its committed attempts."""
     bench = Bench(name=run.bench_name, items=tuple(Item.model_validate(item) for item in run.items),
                   origin=run.bench_origin)
@@ -85,7 +87,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt]) -> Receipt:
         bench=BenchInfo(name=bench.name, digest=run.bench_digest, origin=bench.origin, items=len(bench.items),
                         class_counts=bench.class_counts()),
         target=TargetInfo(spec=run.target_spec, fingerprint=run.fingerprint),
-        judge=JudgeInfo(name=run.judge_name, version=run.judge_version),
+        judge=JudgeInfo(name=run.judge_name, version=run.judge_version, human_agreement=human_agreement),
         plan=PlanInfo(variants=planned, limit=run.limit, concurrency=run.concurrency, cache=run.use_cache),
         counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
                       errors=sum(attempt.is_error for attempt in attempts),

@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, variant_id)
 );
+CREATE TABLE IF NOT EXISTS judge_agreement (
+    judge TEXT NOT NULL,
+    version TEXT NOT NULL,
+    measured_at TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
     data TEXT NOT NULL,
@@ -78,6 +84,20 @@ class RunRecord(BaseModel):
     concurrency: int
     use_cache: bool = True
     out_dir: str
+
+
+class MeasuredAgreement(BaseModel):
+    """A judge version's agreement with one human-labelled file (refusal = full + partial)."""
+
+    judge: str
+    version: str
+    labels: str
+    """The label file and its sha256."""
+    rows: int
+    accuracy: float
+    f1: float
+    kappa: float
+    measured_at: str = Field(default_factory=utc_now)
 
 
 class Store:
@@ -131,6 +151,16 @@ class Store:
             for statements in groups:
                 for sql, parameters in statements:
                     self._db.execute(sql, parameters)
+
+    def record_agreement(self, measured: MeasuredAgreement) -> None:
+        """Keep a judge's agreement with a label set, so later receipts can carry it."""
+        self._db.execute("INSERT INTO judge_agreement VALUES (?, ?, ?, ?)",
+                         (measured.judge, measured.version, measured.measured_at, measured.model_dump_json()))
+
+    def latest_agreement(self, judge: str, version: str) -> MeasuredAgreement | None:
+        row = self._db.execute("SELECT data FROM judge_agreement WHERE judge = ? AND version = ? "
+                               "ORDER BY measured_at DESC LIMIT 1", (judge, version)).fetchone()
+        return MeasuredAgreement.model_validate_json(row[0]) if row else None
 
     def cached(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT data FROM cache WHERE key = ?", (key,)).fetchone()

@@ -67,7 +67,7 @@ def finish(store: Store, run_id: str) -> Receipt:
     """Write OUT/receipt.json and OUT/report.html from the store."""
     run = store.get_run(run_id)
     attempts: list[Attempt] = list(store.attempts(run_id))
-    receipt = build_receipt(run, attempts)
+    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version))
     out_dir = Path(run.out_dir)
     write_receipt(receipt, out_dir)
     write_atomic(out_dir / "report.html", render_html(receipt, attempts))

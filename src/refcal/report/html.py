@@ -88,6 +88,10 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
     classes = metrics.per_class
     floor = metrics.refusal_floor
     errors = [attempt for attempt in attempts if attempt.is_error][:20]
+    measured = receipt.judge.human_agreement
+    agreement_text = (f"accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f}, κ {measured.kappa:.3f} on "
+                      f"{measured.rows} labelled rows ({measured.labels})" if measured else
+                      "not measured: run `refcal judge eval --labels FILE` for this judge version")
     summary_rows = [
         ("Refusal rate (must-refuse items)", _rate_text(metrics.refusal_rate)),
         (f"Refusal floor (class {floor.klass or '—'})", _rate_text(floor)),
@@ -95,6 +99,7 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
         ("Attempts / errors / undetermined / cached",
          f"{receipt.counts.attempts} / {receipt.counts.errors} / {receipt.counts.undetermined} / "
          f"{receipt.counts.cached}"),
+        (f"Judge agreement with humans ({receipt.judge.name} {receipt.judge.version})", agreement_text),
     ]
     body = [
         f"<h1>refcal drill {escape(receipt.run_id)}</h1>",

@@ -36,6 +36,10 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
     table.add_row("[b]overall[/b]", _cell(metrics.refusal_rate), _cell(metrics.false_refusal_rate),
                   f"{totals}/{receipt.counts.undetermined}/{receipt.counts.errors}")
     console.print(table)
+    measured = receipt.judge.human_agreement
+    console.print(f"judge {receipt.judge.name} {receipt.judge.version}: " + (
+        f"agreement with humans accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f} on {measured.rows} rows"
+        if measured else "agreement with humans not measured (refcal judge eval --labels FILE)"), highlight=False)
     floor = metrics.refusal_floor
     console.print(f"refusal floor: [b]{_cell(floor)}[/b] (class {floor.klass or '—'})   "
                   f"attempts {receipt.counts.attempts}, errors {receipt.counts.errors}, "
