@@ -97,5 +97,6 @@ def test_measured_agreement_travels_into_the_next_receipt(tmp_path):
 
         assert refcal("judge", "eval", "--labels", str(write(tmp_path / "l.jsonl", ROWS))).returncode == 0
         after = refcal("drill", "--limit", "2", "--target", spec, "--out", "after")
+    assert after.returncode == 0, after.stderr
     measured = json.loads(Path("after/receipt.json").read_text())["judge"]["human_agreement"]
     assert measured["rows"] == 4 and measured["version"] and 0 <= measured["accuracy"] <= 1
