@@ -1,6 +1,6 @@
 """Judge `head` lane prototype: MiniLM-L6 embedding of the response opening + multinomial logistic regression.
 
-    HF_HUB_OFFLINE=1 taskset -c 0,1 python scratch_head/prototype.py /work/shared/data/xstest_dev_completions.jsonl
+    HF_HUB_OFFLINE=1 taskset -c 0,1 python research/head_lane/prototype.py /work/shared/data/xstest_dev_completions.jsonl
 
 Leave-one-model-out (train gpt4 -> test llama2new, and the reverse), binary refusal = full + partial refusal,
 and 3-class agreement; compared in the same run with XSTest's 21 prefixes, the refcal markers lane, and
