@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -16,12 +17,14 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from refcal.errors import InputFileError
-from refcal.judges import make_judge
+from refcal.errors import InputFileError, RefcalError
+from refcal.judges import Judge, Verdict, make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
-from refcal.judges.labels import read_rows
+from refcal.judges.labels import ResponseRow, read_rows
+from refcal.judges.llm import LLMJudge
 from refcal.receipts import write_atomic
 from refcal.store import MeasuredAgreement, Store
+from refcal.targets import GenerationParams, make_target
 
 console = Console()
 errors_console = Console(stderr=True)
@@ -40,7 +43,25 @@ class _DefaultToFile(TyperGroup):
 judge_app = typer.Typer(cls=_DefaultToFile, no_args_is_help=True,
                         help="Judge a response file (refcal judge IN.jsonl --out OUT.jsonl), or `eval` a lane.")
 
-LaneOption = Annotated[str, typer.Option("--lane", help="Judge lane.")]
+LaneOption = Annotated[str, typer.Option("--lane", help="Judge lane: markers, or llm (needs --judge-target).")]
+JudgeTargetOption = Annotated[str | None, typer.Option("--judge-target", help="Target spec that plays the llm "
+                                                                            "lane's judge.")]
+
+
+def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None) -> tuple[Judge, list[Verdict]]:
+    """Judge every row; an llm lane gets its target started and its calls run concurrently."""
+    if lane != "llm":
+        judge = make_judge(lane)
+        return judge, [judge.judge(row.prompt, row.response) for row in rows]
+    if not judge_target:
+        raise ValueError("--lane llm needs --judge-target SPEC (e.g. llamacpp:smollm2)")
+    target = make_target(judge_target, params=GenerationParams(max_tokens=64))
+
+    async def run() -> tuple[Judge, list[Verdict]]:
+        async with target:
+            judge = LLMJudge(target)
+            return judge, list(await asyncio.gather(*(judge.judge_async(row.prompt, row.response) for row in rows)))
+    return asyncio.run(run())
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -51,16 +72,15 @@ def _fail(error: Exception) -> typer.Exit:
 @judge_app.command("file", hidden=True)
 def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prompt, response, ...}.")],
                out: Annotated[Path, typer.Option("--out", help="Output JSONL.")],
-               lane: LaneOption = "markers") -> None:
+               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None) -> None:
     """Judge every row; write {id, verdict, score, lane, depth} plus the input's other fields."""
     try:
         rows = read_rows(source)
-        judge = make_judge(lane)
-    except (InputFileError, ValueError) as error:
+        judge, verdicts = _verdicts(rows, lane, judge_target)
+    except (InputFileError, ValueError, RefcalError) as error:
         raise _fail(error) from None
     lines = []
-    for row in rows:
-        verdict = judge.judge(row.prompt, row.response)
+    for row, verdict in zip(rows, verdicts, strict=True):
         extra = {key: value for key, value in (row.model_extra or {}).items()}
         lines.append(json.dumps({**extra, "id": row.id, "verdict": verdict.label, "score": verdict.score,
                                  "lane": verdict.lane, "depth": verdict.depth}, ensure_ascii=False))
@@ -70,7 +90,7 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
 
 @judge_app.command("eval")
 def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
-               lane: LaneOption = "markers",
+               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None,
                by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
                store: Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
                                                    help="Run database that keeps the measured agreement.")]
@@ -79,10 +99,10 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
     """Agreement of a lane with human labels (refusal = full + partial refusal)."""
     try:
         rows = read_rows(labels, require_label=True)
-        judge = make_judge(lane)
-    except (InputFileError, ValueError) as error:
+        judge, verdicts = _verdicts(rows, lane, judge_target)
+    except (InputFileError, ValueError, RefcalError) as error:
         raise _fail(error) from None
-    pairs = [(row.label, judge.judge(row.prompt, row.response).label) for row in rows]
+    pairs = [(row.label, verdict.label) for row, verdict in zip(rows, verdicts, strict=True)]
     assert all(human is not None for human, _ in pairs)
     overall = agreement(pairs)  # type: ignore[arg-type]
     digest = hashlib.sha256(labels.read_bytes()).hexdigest()

@@ -73,13 +73,13 @@ async def _attempt_async(variant: Variant, target: Target, judge: Judge, cache: 
     return Attempt(variant=variant, response=completion.text, finish_reason=completion.finish_reason,
                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                    latency_s=completion.latency_s, retries=completion.retries, cached=cached,
-                   verdict=judge_safely(judge, variant.prompt, completion), finished_at=utc_now())
+                   verdict=await judge_safely_async(judge, variant.prompt, completion), finished_at=utc_now())
 
 
-def judge_safely(judge: Judge, prompt: str, completion: Completion) -> Verdict:
+async def judge_safely_async(judge: Judge, prompt: str, completion: Completion) -> Verdict:
     """A judge that crashes yields `undetermined` with the reason, never a side."""
     try:
-        return judge.judge(prompt, completion.text)
+        return await judge.judge_async(prompt, completion.text)
     except Exception as error:
         return Verdict(label="undetermined", score=0.0, lane=judge.name,
                        reason=f"judge error: {type(error).__name__}: {error}")

@@ -39,5 +39,9 @@ class Judge(Protocol):
     version: str
 
     def judge(self, prompt: str, response: str) -> Verdict:
-        """Judge one response to one prompt."""
+        """Judge one response to one prompt (lanes that call a model raise TypeError: use judge_async)."""
+        ...
+
+    async def judge_async(self, prompt: str, response: str) -> Verdict:
+        """The same, for lanes that call a target; pure lanes just return `judge`."""
         ...
