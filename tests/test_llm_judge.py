@@ -92,3 +92,25 @@ def test_real_smollm2_as_judge_never_guesses(tmp_path):
     assert [row["id"] for row in out] == ["1", "2"]
     assert all(row["verdict"] in LABELS and row["lane"] == "llm" for row in out)
     assert all(row["score"] == 0.0 for row in out if row["verdict"] == "undetermined")
+
+
+def test_drill_with_the_llm_lane(tmp_path):
+    answers = StubServer(lambda request, number: Reply(text="Here is a long answer."))
+    grader = StubServer(lambda request, number: Reply(text='{"label": "compliance", "depth": null}'))
+    with answers, grader:
+        result = subprocess.run([sys.executable, "-m", "refcal.cli", "drill", "--limit", "4", "--target",
+                                 f"openai:m@{answers.base_url}", "--judge", "llm", "--judge-target",
+                                 f"openai:g@{grader.base_url}", "--out", "out"], capture_output=True, text=True,
+                                timeout=120)
+        graded = grader.chat_requests
+    assert result.returncode == 0, result.stderr
+    receipt = json.loads(Path("out/receipt.json").read_text())
+    assert receipt["judge"]["name"] == "llm" and receipt["judge"]["version"].startswith("llm-1+")
+    assert receipt["metrics"]["refusal_rate"]["n"] == 2 and receipt["metrics"]["refusal_rate"]["value"] == 0.0
+    assert graded == 4
+
+
+def test_llm_lane_without_a_judge_target_is_bad_input():
+    result = subprocess.run([sys.executable, "-m", "refcal.cli", "drill", "--judge", "llm", "--limit", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "judge target" in result.stderr

@@ -8,6 +8,7 @@ run); 3 target unavailable at start; 4 drill finished but some attempts are erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from refcal.errors import (
     TargetSpecError,
 )
 from refcal.judge_cli import judge_app
-from refcal.judges import Judge, make_judge
+from refcal.judges import TARGET_LANES, Judge, make_judge
 from refcal.report.terminal import print_summary
 from refcal.store import RunRecord, Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
@@ -84,7 +85,8 @@ def drill(
     columns: Annotated[str | None, typer.Option(help="CSV: field=column,... e.g. klass=type")] = None,
     expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,... e.g. "
                                                         "unsafe=refuse,safe=comply")] = None,
-    judge: Annotated[str, typer.Option(help="Judge lane.")] = "markers",
+    judge: Annotated[str, typer.Option(help="Judge lane: markers, or llm (with --judge-target).")] = "markers",
+    judge_target: Annotated[str | None, typer.Option(help="Target spec that plays the llm judge.")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
@@ -95,7 +97,8 @@ def drill(
                 the_target = make_target(run.target_spec, params=GenerationParams(**run.fingerprint["params"]),
                                          concurrency=run.concurrency,
                                          api_key_env=run.api_key_env or DEFAULT_API_KEY_ENV)
-                the_judge = make_judge(run.judge_name)
+                the_judge_target = _judge_target(run.judge_target)
+                the_judge = make_judge(run.judge_name, the_judge_target)
                 check_resumable(run, the_target, the_judge)
                 plan: Callable[[], RunRecord] = lambda: run  # noqa: E731
             else:
@@ -104,14 +107,16 @@ def drill(
                 the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens,
                                                                          temperature=temperature),
                                          concurrency=concurrency, api_key_env=api_key_env)
-                the_judge = make_judge(judge)
+                the_judge_target = _judge_target(judge_target if judge in TARGET_LANES else None)
+                the_judge = make_judge(judge, the_judge_target)
 
                 def plan() -> RunRecord:
                     return new_run(database, the_bench, the_target, the_judge, target_spec=the_target.description,
                                    out_root=Path("runs"), out_dir=out, limit=limit, concurrency=concurrency,
-                                   use_cache=not no_cache, api_key_env=api_key_env)
+                                   use_cache=not no_cache, api_key_env=api_key_env,
+                                   judge_target=the_judge_target.description if the_judge_target else None)
 
-            code = asyncio.run(_drill_async(database, the_target, the_judge, plan))
+            code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
     except KeyboardInterrupt:
         raise _fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
@@ -122,9 +127,18 @@ def drill(
     raise typer.Exit(code)
 
 
-async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callable[[], RunRecord]) -> int:
-    """Start the target first (fail fast), only then record the run, drill, and summarise."""
-    async with target:
+def _judge_target(spec: str | None) -> Target | None:
+    """The target that plays an llm judge: short answers, its own cache-free client."""
+    return make_target(spec, params=GenerationParams(max_tokens=64)) if spec else None
+
+
+async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callable[[], RunRecord],
+                       judge_target: Target | None = None) -> int:
+    """Start the targets first (fail fast), only then record the run, drill, and summarise."""
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(target)
+        if judge_target is not None:
+            await stack.enter_async_context(judge_target)
         run = plan()
         console.print(f"run [b]{run.run_id}[/b]: {run.bench_name} ({run.bench_digest[:19]}…) on "
                       f"{run.target_spec}, judge {run.judge_name} {run.judge_version}", highlight=False)

@@ -21,7 +21,6 @@ from refcal.errors import InputFileError, RefcalError
 from refcal.judges import Judge, Verdict, make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
 from refcal.judges.labels import ResponseRow, read_rows
-from refcal.judges.llm import LLMJudge
 from refcal.receipts import write_atomic
 from refcal.store import MeasuredAgreement, Store
 from refcal.targets import GenerationParams, make_target
@@ -59,7 +58,7 @@ def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None) -> t
 
     async def run() -> tuple[Judge, list[Verdict]]:
         async with target:
-            judge = LLMJudge(target)
+            judge = make_judge(lane, target)
             return judge, list(await asyncio.gather(*(judge.judge_async(row.prompt, row.response) for row in rows)))
     return asyncio.run(run())
 

@@ -80,6 +80,8 @@ class RunRecord(BaseModel):
     fingerprint: dict[str, Any]
     judge_name: str
     judge_version: str
+    judge_target: str | None = None
+    """Spec of the target that plays an llm-lane judge."""
     limit: int | None = None
     concurrency: int
     use_cache: bool = True
