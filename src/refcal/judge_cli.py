@@ -47,8 +47,20 @@ JudgeTargetOption = Annotated[str | None, typer.Option("--judge-target", help="T
                                                                             "lane's judge.")]
 
 
-def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None) -> tuple[Judge, list[Verdict]]:
-    """Judge every row; an llm lane gets its target started and its calls run concurrently."""
+HeadOption = Annotated[Path | None, typer.Option("--head", help="Head file (.npz) for --lane head.")]
+
+
+def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None,
+              head: Path | None = None) -> tuple[Judge, list[Verdict]]:
+    """Judge every row; the head embeds all rows in one batched pass; an llm lane gets its target started
+    and its calls run concurrently."""
+    if lane == "head":
+        from refcal.judges.head import HeadJudge, HeadModel  # numpy and torch only when a head is used
+
+        if head is None:
+            raise ValueError("--lane head needs --head FILE.npz (refcal judge train writes one)")
+        head_judge = HeadJudge(HeadModel.load(head))
+        return head_judge, head_judge.judge_many([(row.prompt, row.response) for row in rows])
     if lane != "llm":
         judge = make_judge(lane)
         return judge, [judge.judge(row.prompt, row.response) for row in rows]
@@ -71,11 +83,12 @@ def _fail(error: Exception) -> typer.Exit:
 @judge_app.command("file", hidden=True)
 def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prompt, response, ...}.")],
                out: Annotated[Path, typer.Option("--out", help="Output JSONL.")],
-               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None) -> None:
+               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None,
+               head: HeadOption = None) -> None:
     """Judge every row; write {id, verdict, score, lane, depth} plus the input's other fields."""
     try:
         rows = read_rows(source)
-        judge, verdicts = _verdicts(rows, lane, judge_target)
+        judge, verdicts = _verdicts(rows, lane, judge_target, head)
     except (InputFileError, ValueError, RefcalError) as error:
         raise _fail(error) from None
     lines = []
@@ -89,7 +102,7 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
 
 @judge_app.command("eval")
 def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
-               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None,
+               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None, head: HeadOption = None,
                by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
                store: Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
                                                    help="Run database that keeps the measured agreement.")]
@@ -98,7 +111,7 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
     """Agreement of a lane with human labels (refusal = full + partial refusal)."""
     try:
         rows = read_rows(labels, require_label=True)
-        judge, verdicts = _verdicts(rows, lane, judge_target)
+        judge, verdicts = _verdicts(rows, lane, judge_target, head)
     except (InputFileError, ValueError, RefcalError) as error:
         raise _fail(error) from None
     pairs = [(row.label, verdict.label) for row, verdict in zip(rows, verdicts, strict=True)]
@@ -116,6 +129,26 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
         keys = [str((row.model_extra or {}).get(column, getattr(row, column, None))) for row in rows]
         console.print(f"by {column}:", highlight=False)
         _print_scores(agreement_by(keys, pairs))  # type: ignore[arg-type]
+
+
+@judge_app.command("train")
+def judge_train(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
+                out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")]) -> None:
+    """Fit a head on your own labelled responses (embedding of each response's opening)."""
+    from refcal.judges.embedding import SentenceEmbedder  # numpy and torch only when a head is trained
+    from refcal.judges.head import opening, train_head
+
+    try:
+        rows = read_rows(labels, require_label=True)
+        features = SentenceEmbedder().embed([opening(row.response) for row in rows])
+    except (InputFileError, RefcalError) as error:
+        raise _fail(error) from None
+    digest = hashlib.sha256(labels.read_bytes()).hexdigest()[:16]
+    model = train_head(features, [row.label for row in rows if row.label], f"{labels.name} sha256:{digest}")
+    handle_path = out.with_name(f".{out.name}.tmp")
+    model.save(handle_path)
+    handle_path.replace(out)
+    console.print(f"trained {model.version} on {len(rows)} rows → {out}", highlight=False)
 
 
 def _print_scores(groups: dict[str, Agreement]) -> None:
