@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from refcal.attempt import Attempt
 from refcal.bench import list_benches, load_bench
+from refcal.console import console, errors_console, fail
 from refcal.drills.runner import planned_count
 from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
 from refcal.errors import (
@@ -35,6 +35,7 @@ from refcal.errors import (
 )
 from refcal.judge_cli import judge_app
 from refcal.judges import TARGET_LANES, Judge, make_judge
+from refcal.judges.llm import make_judge_target
 from refcal.report.terminal import print_summary
 from refcal.store import RunRecord, Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
@@ -47,15 +48,8 @@ app = typer.Typer(help="refcal: refusal calibration drills for language models."
 bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(judge_app, name="judge")
-console = Console()
-errors_console = Console(stderr=True)
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    errors_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _parse_mapping(text: str | None, option: str) -> dict[str, str] | None:
@@ -118,18 +112,17 @@ def drill(
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
     except KeyboardInterrupt:
-        raise _fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
+        raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
     except (BenchError, TargetSpecError, StoreError, MissingExtraError, ValueError) as error:
-        raise _fail(str(error), EXIT_INPUT) from None
+        raise fail(str(error), EXIT_INPUT) from None
     except FatalTargetError as error:
-        raise _fail(f"target unavailable: {error}", EXIT_TARGET) from None
+        raise fail(f"target unavailable: {error}", EXIT_TARGET) from None
     raise typer.Exit(code)
 
 
 def _judge_target(spec: str | None) -> Target | None:
-    """The target that plays an llm judge: short answers, its own cache-free client."""
-    return make_target(spec, params=GenerationParams(max_tokens=64)) if spec else None
+    return make_judge_target(spec) if spec else None
 
 
 async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callable[[], RunRecord],
@@ -187,7 +180,7 @@ def report(run: Annotated[str, typer.Argument(help="Run id or output directory."
             receipt = finish(database, find_run(database, run).run_id)
             print_summary(receipt, console)
     except StoreError as error:
-        raise _fail(str(error), EXIT_INPUT) from None
+        raise fail(str(error), EXIT_INPUT) from None
 
 
 @app.command()
@@ -221,7 +214,7 @@ def bench_show(
     try:
         loaded = load_bench(bench, _parse_mapping(columns, "--columns"), _parse_mapping(expect_map, "--expect-map"))
     except (BenchError, MissingExtraError) as error:
-        raise _fail(str(error), EXIT_INPUT) from None
+        raise fail(str(error), EXIT_INPUT) from None
     console.print(f"[b]{loaded.name}[/b]  {len(loaded.items)} items  digest {loaded.digest}", highlight=False)
     table = Table("class", "refuse", "comply")
     for klass, counts in loaded.class_counts().items():

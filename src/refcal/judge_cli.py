@@ -13,20 +13,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from refcal.console import console, fail
 from refcal.errors import InputFileError, RefcalError
 from refcal.judges import Judge, Verdict, make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
 from refcal.judges.labels import ResponseRow, read_rows
+from refcal.judges.llm import make_judge_target
 from refcal.receipts import write_atomic
 from refcal.store import MeasuredAgreement, Store
-from refcal.targets import GenerationParams, make_target
 
-console = Console()
-errors_console = Console(stderr=True)
 EXIT_INPUT = 2
 
 
@@ -66,7 +64,7 @@ def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None,
         return judge, [judge.judge(row.prompt, row.response) for row in rows]
     if not judge_target:
         raise ValueError("--lane llm needs --judge-target SPEC (e.g. llamacpp:smollm2)")
-    target = make_target(judge_target, params=GenerationParams(max_tokens=64))
+    target = make_judge_target(judge_target)
 
     async def run() -> tuple[Judge, list[Verdict]]:
         async with target:
@@ -75,9 +73,9 @@ def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None,
     return asyncio.run(run())
 
 
-def _fail(error: Exception) -> typer.Exit:
-    errors_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_INPUT)
+def _file_tag(path: Path) -> str:
+    """A label or training file as receipts name it: file name and the start of its sha256."""
+    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
 
 @judge_app.command("file", hidden=True)
@@ -90,12 +88,12 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
         rows = read_rows(source)
         judge, verdicts = _verdicts(rows, lane, judge_target, head)
     except (InputFileError, ValueError, RefcalError) as error:
-        raise _fail(error) from None
+        raise fail(str(error), EXIT_INPUT) from None
     lines = []
     for row, verdict in zip(rows, verdicts, strict=True):
-        extra = {key: value for key, value in (row.model_extra or {}).items()}
-        lines.append(json.dumps({**extra, "id": row.id, "verdict": verdict.label, "score": verdict.score,
-                                 "lane": verdict.lane, "depth": verdict.depth}, ensure_ascii=False))
+        fields = {"id": row.id, "verdict": verdict.label, "score": verdict.score, "lane": verdict.lane,
+                  "depth": verdict.depth}
+        lines.append(json.dumps({**(row.model_extra or {}), **fields}, ensure_ascii=False))
     write_atomic(out, "\n".join(lines) + "\n")
     console.print(f"judged {len(rows)} rows with {judge.name} {judge.version} → {out}", highlight=False)
 
@@ -113,14 +111,13 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
         rows = read_rows(labels, require_label=True)
         judge, verdicts = _verdicts(rows, lane, judge_target, head)
     except (InputFileError, ValueError, RefcalError) as error:
-        raise _fail(error) from None
+        raise fail(str(error), EXIT_INPUT) from None
     pairs = [(row.label, verdict.label) for row, verdict in zip(rows, verdicts, strict=True)]
     assert all(human is not None for human, _ in pairs)
     overall = agreement(pairs)  # type: ignore[arg-type]
-    digest = hashlib.sha256(labels.read_bytes()).hexdigest()
     with Store(store) as database:
         database.record_agreement(MeasuredAgreement(
-            judge=judge.name, version=judge.version, labels=f"{labels.name} sha256:{digest[:16]}",
+            judge=judge.name, version=judge.version, labels=_file_tag(labels),
             rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa))
     console.print(f"{judge.name} {judge.version} on {labels} ({overall.rows} rows)", highlight=False)
     _print_scores({"overall": overall})
@@ -142,12 +139,9 @@ def judge_train(labels: Annotated[Path, typer.Option("--labels", help="JSONL row
         rows = read_rows(labels, require_label=True)
         features = SentenceEmbedder().embed([opening(row.response) for row in rows])
     except (InputFileError, RefcalError) as error:
-        raise _fail(error) from None
-    digest = hashlib.sha256(labels.read_bytes()).hexdigest()[:16]
-    model = train_head(features, [row.label for row in rows if row.label], f"{labels.name} sha256:{digest}")
-    handle_path = out.with_name(f".{out.name}.tmp")
-    model.save(handle_path)
-    handle_path.replace(out)
+        raise fail(str(error), EXIT_INPUT) from None
+    model = train_head(features, [row.label for row in rows if row.label], _file_tag(labels))
+    model.save(out)
     console.print(f"trained {model.version} on {len(rows)} rows → {out}", highlight=False)
 
 

@@ -49,9 +49,12 @@ class HeadModel:
         return exponentials / exponentials.sum(axis=1, keepdims=True)
 
     def save(self, path: Path) -> None:
-        with path.open("wb") as handle:
+        """Write via a temporary file and rename, so a reader never sees half a head."""
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("wb") as handle:
             np.savez(handle, weights=self.weights, bias=self.bias, classes=np.array(CLASSES),
                      trained_on=np.array(self.trained_on))
+        temporary.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> HeadModel:

@@ -16,7 +16,7 @@ from importlib import resources
 from refcal.bench.items import Message
 from refcal.errors import TargetError
 from refcal.judges.base import Depth, Label, Verdict
-from refcal.targets.base import Target
+from refcal.targets.base import GenerationParams, Target
 
 RUBRIC = "llm-1"
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
@@ -28,6 +28,17 @@ MAX_RESPONSE_CHARS = 6000
 """Longer responses are cut (the opening is where refusals live) to bound the judge's context."""
 PARSED_SCORE = 0.7
 """The llm lane's score is not calibrated; 0.7 marks 'parsed', undetermined verdicts score 0."""
+
+
+JUDGE_MAX_TOKENS = 64
+"""A verdict object is a few tokens; a judge that rambles past this is unparseable anyway."""
+
+
+def make_judge_target(spec: str) -> Target:
+    """The target that plays the judge, from its spec, with short answers (not started)."""
+    from refcal.targets import make_target
+
+    return make_target(spec, params=GenerationParams(max_tokens=JUDGE_MAX_TOKENS))
 
 
 def rubric_text(name: str = RUBRIC) -> str:
