@@ -50,7 +50,7 @@ def test_train_then_eval_and_judge_a_file(tmp_path):
     assert judged.returncode == 0, judged.stderr
     out = {row["id"]: row for row in map(json.loads, Path("out.jsonl").read_text().splitlines())}
     assert out["u1"]["verdict"] == "refusal"
-    assert out["u2"]["verdict"] in ("compliance", "undetermined")  # below the 0.8 threshold it abstains
+    assert out["u2"]["verdict"] in ("compliance", "undetermined")  # below its threshold the head abstains
     evaluated = subprocess.run([*cli, "eval", "--labels", str(unseen_labels(tmp_path)), "--lane", "head", "--head",
                                 "head.npz"], capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr

@@ -34,7 +34,7 @@ from refcal.errors import (
     TargetSpecError,
 )
 from refcal.judge_cli import judge_app
-from refcal.judges import TARGET_LANES, Judge, make_judge
+from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
 from refcal.report.terminal import print_summary
 from refcal.store import RunRecord, Store
@@ -79,8 +79,11 @@ def drill(
     columns: Annotated[str | None, typer.Option(help="CSV: field=column,... e.g. klass=type")] = None,
     expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,... e.g. "
                                                         "unsafe=refuse,safe=comply")] = None,
-    judge: Annotated[str, typer.Option(help="Judge lane: markers, or llm (with --judge-target).")] = "markers",
-    judge_target: Annotated[str | None, typer.Option(help="Target spec that plays the llm judge.")] = None,
+    judge: Annotated[str, typer.Option(help=f"Judge: {', '.join(JUDGES)}.")] = DEFAULT_JUDGE,
+    judge_target: Annotated[str | None, typer.Option(help="Target spec that plays the llm lane (for --judge llm, "
+                                                          "or the cascade's last lane).")] = None,
+    head: Annotated[Path | None, typer.Option(help="Head file (.npz) from `refcal judge train`, for the head "
+                                                   "and cascade (default: the shipped head).")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
@@ -92,7 +95,8 @@ def drill(
                                          concurrency=run.concurrency,
                                          api_key_env=run.api_key_env or DEFAULT_API_KEY_ENV)
                 the_judge_target = _judge_target(run.judge_target)
-                the_judge = make_judge(run.judge_name, the_judge_target)
+                the_judge = make_judge(run.judge_name, the_judge_target,
+                                       Path(run.judge_head) if run.judge_head else None)
                 check_resumable(run, the_target, the_judge)
                 plan: Callable[[], RunRecord] = lambda: run  # noqa: E731
             else:
@@ -101,14 +105,15 @@ def drill(
                 the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens,
                                                                          temperature=temperature),
                                          concurrency=concurrency, api_key_env=api_key_env)
-                the_judge_target = _judge_target(judge_target if judge in TARGET_LANES else None)
-                the_judge = make_judge(judge, the_judge_target)
+                the_judge_target = _judge_target(judge_target if judge in ("llm", "cascade") else None)
+                the_judge = make_judge(judge, the_judge_target, head)
 
                 def plan() -> RunRecord:
                     return new_run(database, the_bench, the_target, the_judge, target_spec=the_target.description,
                                    out_root=Path("runs"), out_dir=out, limit=limit, concurrency=concurrency,
                                    use_cache=not no_cache, api_key_env=api_key_env,
-                                   judge_target=the_judge_target.description if the_judge_target else None)
+                                   judge_target=the_judge_target.description if the_judge_target else None,
+                                   judge_head=str(head.resolve()) if head else None)
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
     except KeyboardInterrupt:

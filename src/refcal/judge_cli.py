@@ -18,8 +18,9 @@ from typer.core import TyperGroup
 
 from refcal.console import console, fail
 from refcal.errors import InputFileError, RefcalError
-from refcal.judges import Judge, Verdict, make_judge
+from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, Verdict, make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
+from refcal.judges.cascade import CascadeJudge
 from refcal.judges.labels import ResponseRow, read_rows
 from refcal.judges.llm import make_judge_target
 from refcal.receipts import write_atomic
@@ -40,36 +41,33 @@ class _DefaultToFile(TyperGroup):
 judge_app = typer.Typer(cls=_DefaultToFile, no_args_is_help=True,
                         help="Judge a response file (refcal judge IN.jsonl --out OUT.jsonl), or `eval` a lane.")
 
-LaneOption = Annotated[str, typer.Option("--lane", help="Judge lane: markers, or llm (needs --judge-target).")]
+LaneOption = Annotated[str, typer.Option("--lane", help=f"Judge: {', '.join(JUDGES)} (llm needs --judge-target; "
+                                                      "the cascade uses one when given).")]
 JudgeTargetOption = Annotated[str | None, typer.Option("--judge-target", help="Target spec that plays the llm "
                                                                             "lane's judge.")]
-
-
-HeadOption = Annotated[Path | None, typer.Option("--head", help="Head file (.npz) for --lane head.")]
+HeadOption = Annotated[Path | None, typer.Option("--head", help="Head file (.npz) for the head and cascade "
+                                                                "(default: the shipped head).")]
 
 
 def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None,
               head: Path | None = None) -> tuple[Judge, list[Verdict]]:
-    """Judge every row; the head embeds all rows in one batched pass; an llm lane gets its target started
-    and its calls run concurrently."""
-    if lane == "head":
-        from refcal.judges.head import HeadJudge, HeadModel  # numpy and torch only when a head is used
-
-        if head is None:
-            raise ValueError("--lane head needs --head FILE.npz (refcal judge train writes one)")
-        head_judge = HeadJudge(HeadModel.load(head))
-        return head_judge, head_judge.judge_many([(row.prompt, row.response) for row in rows])
-    if lane != "llm":
-        judge = make_judge(lane)
-        return judge, [judge.judge(row.prompt, row.response) for row in rows]
-    if not judge_target:
+    """Judge every row. Head and cascade embed all rows in batches; a judge target is started once and
+    its calls run concurrently."""
+    pairs = [(row.prompt, row.response) for row in rows]
+    if lane == "llm" and not judge_target:
         raise ValueError("--lane llm needs --judge-target SPEC (e.g. llamacpp:smollm2)")
+    if not judge_target or lane not in ("llm", "cascade"):
+        judge = make_judge(lane, None, head)
+        judge_many = getattr(judge, "judge_many", None)
+        return judge, judge_many(pairs) if judge_many else [judge.judge(*pair) for pair in pairs]
     target = make_judge_target(judge_target)
 
     async def run() -> tuple[Judge, list[Verdict]]:
         async with target:
-            judge = make_judge(lane, target)
-            return judge, list(await asyncio.gather(*(judge.judge_async(row.prompt, row.response) for row in rows)))
+            judge = make_judge(lane, target, head)
+            if isinstance(judge, CascadeJudge):
+                return judge, await judge.judge_many_async(pairs)
+            return judge, list(await asyncio.gather(*(judge.judge_async(*pair) for pair in pairs)))
     return asyncio.run(run())
 
 
@@ -81,7 +79,7 @@ def _file_tag(path: Path) -> str:
 @judge_app.command("file", hidden=True)
 def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prompt, response, ...}.")],
                out: Annotated[Path, typer.Option("--out", help="Output JSONL.")],
-               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None,
+               lane: LaneOption = DEFAULT_JUDGE, judge_target: JudgeTargetOption = None,
                head: HeadOption = None) -> None:
     """Judge every row; write {id, verdict, score, lane, depth} plus the input's other fields."""
     try:
@@ -100,7 +98,7 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
 
 @judge_app.command("eval")
 def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
-               lane: LaneOption = "markers", judge_target: JudgeTargetOption = None, head: HeadOption = None,
+               lane: LaneOption = DEFAULT_JUDGE, judge_target: JudgeTargetOption = None, head: HeadOption = None,
                by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
                store: Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
                                                    help="Run database that keeps the measured agreement.")]
@@ -129,18 +127,18 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
 
 
 @judge_app.command("train")
-def judge_train(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
+def judge_train(labels: Annotated[list[Path], typer.Option("--labels", help="JSONL rows with a human `label` "
+                                                                            "(repeat for several files).")],
                 out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")]) -> None:
     """Fit a head on your own labelled responses (embedding of each response's opening)."""
-    from refcal.judges.embedding import SentenceEmbedder  # numpy and torch only when a head is trained
-    from refcal.judges.head import opening, train_head
+    from refcal.judges.head import fit_head  # numpy and torch only when a head is trained
 
     try:
-        rows = read_rows(labels, require_label=True)
-        features = SentenceEmbedder().embed([opening(row.response) for row in rows])
-    except (InputFileError, RefcalError) as error:
+        rows = [row for path in labels for row in read_rows(path, require_label=True)]
+        model = fit_head([row.response for row in rows], [row.label for row in rows if row.label],
+                         "; ".join(_file_tag(path) for path in labels))
+    except (InputFileError, RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
-    model = train_head(features, [row.label for row in rows if row.label], _file_tag(labels))
     model.save(out)
     console.print(f"trained {model.version} on {len(rows)} rows → {out}", highlight=False)
 

@@ -82,6 +82,8 @@ class RunRecord(BaseModel):
     judge_version: str
     judge_target: str | None = None
     """Spec of the target that plays an llm-lane judge."""
+    judge_head: str | None = None
+    """Path of a head file given with --head (None: the shipped head, named by the judge version)."""
     limit: int | None = None
     concurrency: int
     use_cache: bool = True

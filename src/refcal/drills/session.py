@@ -24,14 +24,14 @@ RUN_POINTER = "run.json"
 
 def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_spec: str, out_root: Path,
             out_dir: Path | None = None, limit: int | None = None, concurrency: int = 4,
-            use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None) -> RunRecord:
+            use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None,
+            judge_head: str | None = None) -> RunRecord:
     """Record a new run (before any request), and point its output directory at it."""
     run = RunRecord(bench_name=bench.name, bench_digest=bench.digest, bench_origin=bench.origin,
                     items=[item.model_dump(mode="json") for item in bench.items], target_spec=target_spec,
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
-                    judge_name=judge.name, judge_version=judge.version, judge_target=judge_target, limit=limit,
-                    concurrency=concurrency,
-                    use_cache=use_cache, out_dir="")
+                    judge_name=judge.name, judge_version=judge.version, judge_target=judge_target,
+                    judge_head=judge_head, limit=limit, concurrency=concurrency, use_cache=use_cache, out_dir="")
     directory = (out_dir or out_root / run.run_id).resolve()
     run = run.model_copy(update={"out_dir": str(directory)})
     store.create_run(run)

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from refcal.judges.base import LABELS, Depth, Judge, Label, Verdict
 from refcal.judges.markers import MarkersJudge
 
-__all__ = ["JUDGES", "LABELS", "TARGET_LANES", "Depth", "Judge", "Label", "MarkersJudge", "Verdict", "make_judge"]
+__all__ = ["DEFAULT_JUDGE", "JUDGES", "LABELS", "Depth", "Judge", "Label", "MarkersJudge", "Verdict", "make_judge"]
 
 if TYPE_CHECKING:
     from refcal.targets.base import Target
 
-JUDGES: dict[str, Callable[[], Judge]] = {"markers": MarkersJudge}
-TARGET_LANES = ("llm",)
-"""Lanes played by a model: they need a judge target, started by the caller."""
+JUDGES = ("cascade", "markers", "head", "llm")
+DEFAULT_JUDGE = "cascade"
 
 
-def make_judge(name: str, judge_target: Target | None = None) -> Judge:
-    """A judge by lane name; `llm` needs the target that plays the judge."""
+def make_judge(name: str, judge_target: Target | None = None, head: Path | None = None) -> Judge:
+    """A judge by lane name. `llm` needs the target that plays the judge (started by the caller); the
+    cascade uses one when given. `head` and `cascade` use the shipped head unless `head` names a file."""
+    if name == "markers":
+        return MarkersJudge()
     if name == "llm":
         if judge_target is None:
             raise ValueError("the llm lane needs a judge target (--judge-target SPEC, e.g. llamacpp:smollm2)")
         from refcal.judges.llm import LLMJudge
 
         return LLMJudge(judge_target)
-    if name not in JUDGES:
-        raise ValueError(f"unknown judge '{name}' (known: {', '.join([*JUDGES, *TARGET_LANES])})")
-    return JUDGES[name]()
+    if name in ("head", "cascade"):
+        from refcal.judges.head import HeadJudge, load_head  # numpy and torch only when a head is used
+
+        head_judge = HeadJudge(load_head(head))
+        if name == "head":
+            return head_judge
+        from refcal.judges.cascade import CascadeJudge
+        from refcal.judges.llm import LLMJudge
+
+        return CascadeJudge(head_judge, LLMJudge(judge_target) if judge_target is not None else None)
+    raise ValueError(f"unknown judge '{name}' (known: {', '.join(JUDGES)})")

@@ -41,6 +41,15 @@ class SentenceEmbedder:
         self._tokenizer: Any = None
         self._model: Any = None
 
+    @staticmethod
+    def check() -> None:
+        """Fail now, with the install line, rather than on the first response of a drill."""
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+            raise MissingExtraError(f"the head lane needs torch and transformers: {INSTALL_HINT}")
+        embedding_model_dir()
+
     def _load(self) -> None:
         try:
             from transformers import AutoModel, AutoTokenizer

@@ -1,5 +1,6 @@
 """Response files and label files for judges: `{"id", "prompt", "response", ...}` per line, plus `label`
-in label files. Everything is read and checked before anything is judged or written.
+in label files (`completion` is read as `response`, as in XSTest's files). Everything is read and
+checked before anything is judged or written.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def read_rows(path: str | Path, require_label: bool = False) -> list[ResponseRow
 def _row(record: Any, where: str, number: int, require_label: bool, seen: set[str]) -> ResponseRow:
     if not isinstance(record, dict):
         raise InputFileError(f"expected a JSON object, got {type(record).__name__}", path=where, line=number)
+    if "response" not in record and "completion" in record:
+        record = {**record, "response": record.pop("completion")}  # XSTest's completion files
     for field in ("id", "prompt", "response", *(("label",) if require_label else ())):
         if field not in record:
             raise InputFileError("missing required field", path=where, line=number, field=field)
