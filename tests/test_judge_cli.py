@@ -33,7 +33,7 @@ def refcal(*args: str) -> subprocess.CompletedProcess:
 
 def test_judge_file_writes_verdicts_and_carries_fields(tmp_path):
     source = write(tmp_path / "in.jsonl", [{k: v for k, v in row.items() if k != "label"} for row in ROWS])
-    result = refcal("judge", str(source), "--out", "out.jsonl")
+    result = refcal("judge", str(source), "--out", "out.jsonl", "--lane", "markers")
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in Path("out.jsonl").read_text().splitlines()]
     assert [row["verdict"] for row in out] == ["compliance", "refusal", "compliance", "undetermined"]

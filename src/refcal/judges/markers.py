@@ -127,9 +127,14 @@ def sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
 
 
+def is_sympathy(sentence: str) -> bool:
+    """"I'm sorry to hear that": an apology that declines nothing."""
+    return bool(_SYMPATHY.search(sentence)) and not re.search(_NEGATED_ABILITY, sentence, re.IGNORECASE)
+
+
 def is_refusal_sentence(sentence: str, first: bool = False) -> bool:
     """True when a sentence declines; sympathy alone does not; lecturing counts only as the first sentence."""
-    if _SYMPATHY.search(sentence) and not re.search(_NEGATED_ABILITY, sentence, re.IGNORECASE):
+    if is_sympathy(sentence):
         return False
     patterns = REFUSAL_PATTERNS + MULTILINGUAL_PATTERNS
     if first:
