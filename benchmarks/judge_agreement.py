@@ -79,7 +79,7 @@ def evaluate(train: list[ResponseRow], test: list[ResponseRow], embedder: Cached
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--bands", default="0.5-0.5,0.8-0.8,0.9-0.9,0.5-0.9",
+    parser.add_argument("--bands", default="0.75-0.8,0.5-0.5",
                         help="cascade head bands LOW-HIGH to try: compliance below LOW, refusal above HIGH")
     args = parser.parse_args()
     rows: list[ResponseRow] = []
