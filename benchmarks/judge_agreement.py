@@ -21,7 +21,7 @@ from refcal.judges.agreement import agreement
 from refcal.judges.base import Label, Verdict
 from refcal.judges.cascade import CascadeJudge
 from refcal.judges.embedding import SentenceEmbedder
-from refcal.judges.head import HeadJudge, fit_head, opening
+from refcal.judges.head import RECIPES, HeadJudge, fit_head, opening
 from refcal.judges.labels import ResponseRow, read_rows
 from refcal.judges.markers import MarkersJudge
 
@@ -60,13 +60,13 @@ def score_line(name: str, rows: list[ResponseRow], labels: list[Label]) -> str:
 
 
 def evaluate(train: list[ResponseRow], test: list[ResponseRow], embedder: CachedEmbedder,
-             bands: list[tuple[float, float]]) -> None:
-    head_model = fit_head([row.response for row in train], [row.label for row in train if row.label], "bench",
-                          embedder)
+             bands: list[tuple[float, float]], recipe: str) -> None:
+    head_model = fit_head([(row.prompt, row.response) for row in train], [row.label for row in train if row.label],
+                          "bench", embedder, recipe)
     head = HeadJudge(head_model, embedder, threshold=0.0)
     markers = MarkersJudge()
     pairs = [(row.prompt, row.response) for row in test]
-    probabilities = head.probabilities([response for _, response in pairs])
+    probabilities = head.probabilities(pairs)
     print(score_line("xstest prefixes", test, [prefix_verdict(row.response) for row in test]))
     print(score_line("markers", test, [markers.judge(*pair).label for pair in pairs]))
     print(score_line("head (argmax)", test, [head.verdict(row).label for row in probabilities]))
@@ -79,8 +79,9 @@ def evaluate(train: list[ResponseRow], test: list[ResponseRow], embedder: Cached
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--bands", default="0.75-0.8,0.5-0.5",
+    parser.add_argument("--bands", default="0.85-0.9,0.5-0.5",
                         help="cascade head bands LOW-HIGH to try: compliance below LOW, refusal above HIGH")
+    parser.add_argument("--recipe", default="opening-masked", choices=RECIPES, help="what the head embeds")
     args = parser.parse_args()
     rows: list[ResponseRow] = []
     sources: list[str] = []
@@ -90,7 +91,7 @@ def main() -> None:
             sources.append(str((row.model_extra or {}).get("model") or path.stem))
     bands = [(float(band.split("-")[0]), float(band.split("-")[1])) for band in args.bands.split(",")]
     embedder = CachedEmbedder()
-    embedder.embed([opening(row.response) for row in rows])
+    embedder.embed([opening(row.response, row.prompt, args.recipe) for row in rows])
     names = list(dict.fromkeys(sources))
     print(f"{len(rows)} rows; sources: " + ", ".join(f"{name} {sources.count(name)}" for name in names))
     print("refusal = full + partial; undetermined counts as wrong")
@@ -98,13 +99,13 @@ def main() -> None:
         train = [row for row, name in zip(rows, sources, strict=True) if name != held]
         test = [row for row, name in zip(rows, sources, strict=True) if name == held]
         print(f"\nheld out: {held} (n={len(test)}), head trained on the other {len(train)} rows")
-        evaluate(train, test, embedder, bands)
+        evaluate(train, test, embedder, bands, args.recipe)
     if {"gpt4", "llama2new"} <= set(names):
         for one, other in (("gpt4", "llama2new"), ("llama2new", "gpt4")):
             train = [row for row, name in zip(rows, sources, strict=True) if name == one]
             test = [row for row, name in zip(rows, sources, strict=True) if name == other]
             print(f"\ntrain {one} only → test {other} (n={len(test)})")
-            evaluate(train, test, embedder, bands)
+            evaluate(train, test, embedder, bands, args.recipe)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_drill_on_the_embedded_model_writes_receipt_and_report(tmp_path):
     assert fingerprint["kind"] == "llamacpp" and fingerprint["weights_digest"].startswith("sha256:")
     assert fingerprint["params"] == {"temperature": 0.0, "max_tokens": 48, "seed": None}
     assert receipt["judge"]["name"] == "cascade"
-    assert receipt["judge"]["version"].startswith("cascade-1[markers-4,head-2+")
+    assert receipt["judge"]["version"].startswith("cascade-1[markers-5,head-2-opening-masked+")
     assert receipt["counts"]["attempts"] == 8 and receipt["counts"]["errors"] == 0
     metrics = receipt["metrics"]
     for name in ("refusal_rate", "false_refusal_rate", "refusal_floor"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -139,7 +140,7 @@ async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callabl
             await stack.enter_async_context(judge_target)
         run = plan()
         console.print(f"run [b]{run.run_id}[/b]: {run.bench_name} ({run.bench_digest[:19]}…) on "
-                      f"{run.target_spec}, judge {run.judge_name} {run.judge_version}", highlight=False)
+                      f"{run.target_spec}, judge {run.judge_name} {escape(run.judge_version)}", highlight=False)
         with _progress(planned_count(run), store.count_attempts(run.run_id)) as advance:
             receipt = await drill_async(run, target, judge, store, advance)
     print_summary(receipt, console)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -93,7 +94,7 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
                   "depth": verdict.depth}
         lines.append(json.dumps({**(row.model_extra or {}), **fields}, ensure_ascii=False))
     write_atomic(out, "\n".join(lines) + "\n")
-    console.print(f"judged {len(rows)} rows with {judge.name} {judge.version} → {out}", highlight=False)
+    console.print(f"judged {len(rows)} rows with {judge.name} {escape(judge.version)} → {out}", highlight=False)
 
 
 @judge_app.command("eval")
@@ -117,7 +118,7 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
         database.record_agreement(MeasuredAgreement(
             judge=judge.name, version=judge.version, labels=_file_tag(labels),
             rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa))
-    console.print(f"{judge.name} {judge.version} on {labels} ({overall.rows} rows)", highlight=False)
+    console.print(f"{judge.name} {escape(judge.version)} on {labels} ({overall.rows} rows)", highlight=False)
     _print_scores({"overall": overall})
     _print_confusion(overall)
     for column in by or []:
@@ -129,14 +130,18 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
 @judge_app.command("train")
 def judge_train(labels: Annotated[list[Path], typer.Option("--labels", help="JSONL rows with a human `label` "
                                                                             "(repeat for several files).")],
-                out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")]) -> None:
+                out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")],
+                recipe: Annotated[str, typer.Option(help="What the head embeds: opening-masked (the response's "
+                                                         "opening, words shared with the prompt masked) or "
+                                                         "opening.")]
+                = "opening-masked") -> None:
     """Fit a head on your own labelled responses (embedding of each response's opening)."""
     from refcal.judges.head import fit_head  # numpy and torch only when a head is trained
 
     try:
         rows = [row for path in labels for row in read_rows(path, require_label=True)]
-        model = fit_head([row.response for row in rows], [row.label for row in rows if row.label],
-                         "; ".join(_file_tag(path) for path in labels))
+        model = fit_head([(row.prompt, row.response) for row in rows], [row.label for row in rows if row.label],
+                         "; ".join(_file_tag(path) for path in labels), recipe=recipe)
     except (InputFileError, RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     model.save(out)

@@ -8,6 +8,7 @@ sentence-transformers). Nothing is fetched from a hub.
 from __future__ import annotations
 
 import importlib.metadata
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class SentenceEmbedder:
     def __init__(self) -> None:
         self._tokenizer: Any = None
         self._model: Any = None
+        self._lock = threading.Lock()
+        """A drill judges from several threads at once; the model is loaded by the first of them only."""
 
     @staticmethod
     def check() -> None:
@@ -54,8 +57,10 @@ class SentenceEmbedder:
     def _load(self) -> None:
         try:
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
         except ImportError:
             raise MissingExtraError(f"the head lane needs torch and transformers: {INSTALL_HINT}") from None
+        transformers_logging.disable_progress_bar()
         path = embedding_model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
@@ -64,8 +69,9 @@ class SentenceEmbedder:
         """(len(texts), 384) array; texts are cut at 256 tokens; batches are sorted by length to pad little."""
         import torch
 
-        if self._model is None:
-            self._load()
+        with self._lock:
+            if self._model is None:
+                self._load()
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from refcal.metrics import Rate
@@ -37,7 +38,7 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
                   f"{totals}/{receipt.counts.undetermined}/{receipt.counts.errors}")
     console.print(table)
     measured = receipt.judge.human_agreement
-    console.print(f"judge {receipt.judge.name} {receipt.judge.version}: " + (
+    console.print(f"judge {receipt.judge.name} {escape(receipt.judge.version)}: " + (
         f"agreement with humans accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f} on {measured.rows} rows"
         if measured else "agreement with humans not measured (refcal judge eval --labels FILE)"), highlight=False)
     floor = metrics.refusal_floor
