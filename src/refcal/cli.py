@@ -23,12 +23,15 @@ from rich.table import Table
 from refcal.attempt import Attempt
 from refcal.bench import list_benches, load_bench
 from refcal.console import console, errors_console, fail
+from refcal.drills.mutators import select
+from refcal.drills.plan import MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
 from refcal.drills.runner import planned_count
 from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
 from refcal.errors import (
     BenchError,
     FatalTargetError,
     MissingExtraError,
+    MutatorError,
     RefcalError,
     StoreError,
     TargetError,
@@ -85,6 +88,13 @@ def drill(
                                                           "or the cascade's last lane).")] = None,
     head: Annotated[Path | None, typer.Option(help="Head file (.npz) from `refcal judge train`, for the head "
                                                    "and cascade (default: the shipped head).")] = None,
+    mutators: Annotated[str | None, typer.Option(help="Fast drill: mutator names or families, comma-separated "
+                                                      "(surface, encoding, framing, language, injection, all).")]
+        = None,
+    per_item: Annotated[int, typer.Option(help="Mutated variants per item (with --mutators).")] = 10,
+    depth: Annotated[int, typer.Option(help=f"Longest mutator chain (1–{MAX_DEPTH}).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the mutation plan.")] = 0,
+    replay: Annotated[str | None, typer.Option(help="Re-send exactly one variant, by its id.")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
@@ -103,6 +113,11 @@ def drill(
             else:
                 the_bench = load_bench(bench, _parse_mapping(columns, "--columns"),
                                        _parse_mapping(expect_map, "--expect-map"))
+                mutation = _mutation_plan(mutators, per_item, depth, seed)
+                if mutation is not None:
+                    check_plan(the_bench, mutation)  # before the target starts
+                if replay is not None:
+                    replay_variant(the_bench, replay)  # a bad id fails here, before the target starts
                 the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens,
                                                                          temperature=temperature),
                                          concurrency=concurrency, api_key_env=api_key_env)
@@ -114,17 +129,29 @@ def drill(
                                    out_root=Path("runs"), out_dir=out, limit=limit, concurrency=concurrency,
                                    use_cache=not no_cache, api_key_env=api_key_env,
                                    judge_target=the_judge_target.description if the_judge_target else None,
-                                   judge_head=str(head.resolve()) if head else None)
+                                   judge_head=str(head.resolve()) if head else None,
+                                   mutation=None if replay else mutation, replay=replay)
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
     except KeyboardInterrupt:
         raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
-    except (BenchError, TargetSpecError, StoreError, MissingExtraError, ValueError) as error:
+    except (BenchError, TargetSpecError, StoreError, MissingExtraError, MutatorError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     except FatalTargetError as error:
         raise fail(f"target unavailable: {error}", EXIT_TARGET) from None
     raise typer.Exit(code)
+
+
+def _mutation_plan(spec: str | None, per_item: int, depth: int, seed: int) -> MutationPlan | None:
+    """The fast-drill plan of the options, with the ranges checked before anything starts."""
+    if spec is None:
+        return None
+    if not 1 <= depth <= MAX_DEPTH:
+        raise MutatorError(f"--depth must be 1 to {MAX_DEPTH}, got {depth}")
+    if not 1 <= per_item <= MAX_PER_ITEM:
+        raise MutatorError(f"--per-item must be 1 to {MAX_PER_ITEM:,}, got {per_item}")
+    return MutationPlan(mutators=select(spec), per_item=per_item, depth=depth, seed=seed)
 
 
 def _judge_target(spec: str | None) -> Target | None:

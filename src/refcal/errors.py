@@ -67,3 +67,8 @@ class StoreError(RefcalError):
 
 class MissingExtraError(RefcalError):
     """An optional dependency is missing; the message says what to install."""
+
+
+class MutatorError(RefcalError):
+    """An unknown mutator or family, a count or depth out of range, or an item a mutator cannot handle;
+    raised while planning, before any request."""

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from refcal import __version__
 from refcal.attempt import Attempt
 from refcal.bench.items import Bench, Item
+from refcal.drills.plan import MutationPlan
+from refcal.drills.runner import planned_count
 from refcal.metrics import Metrics, compute_metrics
 from refcal.store import MeasuredAgreement, RunRecord, utc_now
 
@@ -48,6 +50,13 @@ class PlanInfo(BaseModel):
     limit: int | None
     concurrency: int
     cache: bool
+    mutation: MutationPlan | None = None
+    """Mutators, variants per item, depth and seed of a fast drill."""
+    replay: str | None = None
+    number: int = 1
+    """The drill's number among drills of this bench on this target fingerprint."""
+    review_sample: str | None = None
+    """The review sample this drill wrote (every third drill), relative to the run folder."""
 
 
 class Counts(BaseModel):
@@ -76,19 +85,19 @@ class Receipt(BaseModel):
 
 
 def build_receipt(run: RunRecord, attempts: list[Attempt],
-                  human_agreement: MeasuredAgreement | None = None) -> Receipt:
+                  human_agreement: MeasuredAgreement | None = None, review_sample: str | None = None) -> Receipt:
     """Assemble a receipt from the run record and its committed attempts."""
     bench = Bench(name=run.bench_name, items=tuple(Item.model_validate(item) for item in run.items),
                   origin=run.bench_origin)
     metrics = compute_metrics(attempts)
-    planned = len(bench.items) if run.limit is None else min(run.limit, len(bench.items))
     return Receipt(
         run_id=run.run_id, status=run.status, started_at=run.created_at, finished_at=utc_now(),
         bench=BenchInfo(name=bench.name, digest=run.bench_digest, origin=bench.origin, items=len(bench.items),
                         class_counts=bench.class_counts()),
         target=TargetInfo(spec=run.target_spec, fingerprint=run.fingerprint),
         judge=JudgeInfo(name=run.judge_name, version=run.judge_version, human_agreement=human_agreement),
-        plan=PlanInfo(variants=planned, limit=run.limit, concurrency=run.concurrency, cache=run.use_cache),
+        plan=PlanInfo(variants=planned_count(run), limit=run.limit, concurrency=run.concurrency, cache=run.use_cache,
+                      mutation=run.mutation, replay=run.replay, number=run.number, review_sample=review_sample),
         counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
                       errors=sum(attempt.is_error for attempt in attempts),
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from refcal.attempt import Attempt
+from refcal.drills.plan import MutationPlan
 from refcal.errors import StoreError
 from refcal.targets.base import Completion
 
@@ -85,6 +86,12 @@ class RunRecord(BaseModel):
     judge_head: str | None = None
     """Path of a head file given with --head (None: the shipped head, named by the judge version)."""
     limit: int | None = None
+    mutation: MutationPlan | None = None
+    """How items are mutated (fast drills); None sends each item as written."""
+    replay: str | None = None
+    """The one variant id a --replay run re-sends."""
+    number: int = 1
+    """This drill's number among drills of the same bench on the same target fingerprint."""
     concurrency: int
     use_cache: bool = True
     out_dir: str

@@ -1,18 +1,43 @@
 """Variants and drill plans: what is sent, with its lineage back to the seed item.
 
-This issue's plan sends each item as written (the identity variant); mutators add variants whose ids
-extend the seed's, so resume and cache work per variant.
+A plan is a generator: each item as written (the identity variant), then `per_item` mutated variants
+whose chains are drawn without duplicates. A mutated variant's id is `ITEM~CHAIN~SEED` (e.g.
+`cyber-01-h~typo_keyboard.roleplay.base64~1734582`): stable across runs, and enough on its own to
+rebuild the variant (`refcal drill --replay ID`). Both items of a matched pair draw the same chains and
+seeds, so a pair stays matched through every chain.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
 from collections.abc import Iterable, Iterator
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.bench.items import Bench, Expect, Item, Message
+from refcal.drills.mutators import REGISTRY, apply_chain
+from refcal.errors import MutatorError
+
+MAX_DEPTH = 4
+MAX_PER_ITEM = 10_000
+CHAIN_JOIN = "."
+
+
+class MutationPlan(BaseModel):
+    """How a fast drill mutates its items."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mutators: tuple[str, ...]
+    """Mutator names (from a --mutators spec)."""
+    per_item: int = Field(ge=1, le=MAX_PER_ITEM)
+    """Mutated variants per item (the item as written is sent too)."""
+    depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
+    """Longest chain."""
+    seed: int = 0
 
 
 class Variant(BaseModel):
@@ -45,18 +70,123 @@ def identity_variant(item: Item) -> Variant:
                    pair=item.pair)
 
 
-def plan_variants(bench: Bench, limit: int | None = None, skip: Iterable[str] = ()) -> Iterator[Variant]:
+def plan_variants(bench: Bench, limit: int | None = None, skip: Iterable[str] = (),
+                  mutation: MutationPlan | None = None, replay: str | None = None) -> Iterator[Variant]:
     """Yield the variants of a drill lazily, leaving out ids in `skip` (already done when resuming).
 
     Items are taken round-robin over classes (pairs kept adjacent), so `limit` N gives a slice that
-    covers every class and both sides instead of the first class only.
+    covers every class and both sides instead of the first class only. With `replay`, only that variant.
     """
     done = set(skip)
+    if replay is not None:
+        variant = replay_variant(bench, replay)
+        if variant.id not in done:
+            yield variant
+        return
     items = drill_order(bench.items)
     for item in items if limit is None else items[:limit]:
         variant = identity_variant(item)
         if variant.id not in done:
             yield variant
+        if mutation is not None:
+            for chain, seed in draw_chains(pair_key(item), mutation):
+                variant_id = mutated_id(item.id, chain, seed)
+                if variant_id not in done:
+                    yield mutated_variant(item, chain, seed, variant_id)
+
+
+def pair_key(item: Item) -> str:
+    """Both items of a pair draw their chains from the same key."""
+    return min(item.id, item.pair) if item.pair else item.id
+
+
+def distinct_chains(mutators: int, depth: int) -> int:
+    """How many chains of 1..depth distinct mutators exist."""
+    return sum(math.perm(mutators, length) for length in range(1, min(depth, mutators) + 1))
+
+
+def check_plan(bench: Bench, mutation: MutationPlan) -> None:
+    """Everything that can be wrong with a plan, found before any request: counts out of range, and
+    any item a mutator cannot handle (each mutator is tried once on every item)."""
+    possible = distinct_chains(len(mutation.mutators), mutation.depth)
+    if mutation.per_item > possible:
+        raise MutatorError(f"--per-item {mutation.per_item} is more than the {possible} distinct chains of depth "
+                           f"≤ {mutation.depth} over {len(mutation.mutators)} mutators")
+    unknown = [name for name in mutation.mutators if name not in REGISTRY]
+    if unknown:
+        raise MutatorError(f"unknown mutators: {', '.join(unknown)}")
+    for item in bench.items:
+        for name in mutation.mutators:
+            try:
+                text, _ = apply_chain(item.prompt, (name,), 0)
+            except Exception as error:
+                raise MutatorError(f"mutator {name} cannot handle item {item.id}: {type(error).__name__}: "
+                                   f"{error}") from None
+            if not text.strip():
+                raise MutatorError(f"mutator {name} turns item {item.id} into an empty prompt")
+
+
+def draw_chains(key: str, mutation: MutationPlan) -> list[tuple[tuple[str, ...], int]]:
+    """`per_item` distinct chains for one item (or pair), each with its own seed; deterministic in
+    (plan seed, key)."""
+    rng = random.Random(f"{mutation.seed}:{key}")
+    names = mutation.mutators
+    possible = distinct_chains(len(names), mutation.depth)
+    if mutation.per_item * 2 > possible:  # dense: enumerate and shuffle rather than reject
+        chains = [chain for length in range(1, min(mutation.depth, len(names)) + 1)
+                  for chain in _permutations(names, length)]
+        rng.shuffle(chains)
+        picked = chains[:mutation.per_item]
+    else:
+        seen: set[tuple[str, ...]] = set()
+        picked = []
+        while len(picked) < mutation.per_item:
+            chain = tuple(rng.sample(names, rng.randint(1, min(mutation.depth, len(names)))))
+            if chain not in seen:
+                seen.add(chain)
+                picked.append(chain)
+    return [(chain, rng.getrandbits(31)) for chain in picked]
+
+
+def _permutations(names: tuple[str, ...], length: int) -> Iterator[tuple[str, ...]]:
+    import itertools
+
+    return itertools.permutations(names, length)
+
+
+def mutated_id(item_id: str, chain: tuple[str, ...], seed: int) -> str:
+    return f"{item_id}~{CHAIN_JOIN.join(chain)}~{seed}"
+
+
+def parse_variant_id(variant_id: str) -> tuple[str, tuple[str, ...], int]:
+    """(item id, chain, seed) of a mutated variant's id; the identity variant's id is its item's."""
+    parts = variant_id.rsplit("~", 2)
+    if len(parts) != 3 or not parts[2].isdigit() or not parts[1]:
+        return variant_id, (), 0
+    return parts[0], tuple(parts[1].split(CHAIN_JOIN)), int(parts[2])
+
+
+def mutated_variant(item: Item, chain: tuple[str, ...], seed: int, variant_id: str | None = None) -> Variant:
+    """The item with its last message rewritten by the chain."""
+    text, _ = apply_chain(item.messages[-1].content, chain, seed)
+    last = Message.model_construct(role=item.messages[-1].role, content=text)
+    return Variant.model_construct(
+        id=variant_id or mutated_id(item.id, chain, seed), item_id=item.id, messages=(*item.messages[:-1], last),
+        expect=item.expect, klass=item.klass, pair=mutated_id(item.pair, chain, seed) if item.pair else None,
+        chain=chain, seed=seed)
+
+
+def replay_variant(bench: Bench, variant_id: str) -> Variant:
+    """Rebuild one variant from its id alone."""
+    item_id, chain, seed = parse_variant_id(variant_id)
+    items = {item.id: item for item in bench.items}
+    if item_id not in items:
+        raise MutatorError(f"--replay {variant_id}: no item '{item_id}' in bench {bench.name}")
+    unknown = [name for name in chain if name not in REGISTRY]
+    if unknown:
+        raise MutatorError(f"--replay {variant_id}: unknown mutators {', '.join(unknown)}")
+    item = items[item_id]
+    return mutated_variant(item, chain, seed) if chain else identity_variant(item)
 
 
 def drill_order(items: tuple[Item, ...]) -> list[Item]:

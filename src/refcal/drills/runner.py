@@ -23,11 +23,15 @@ AttemptCallback = Callable[[Attempt], None]
 def remaining_variants(run: RunRecord, store: Store) -> Iterator[Variant]:
     """The run's planned variants that have no committed attempt yet."""
     bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
-    return plan_variants(bench, limit=run.limit, skip=store.done_variant_ids(run.run_id))
+    return plan_variants(bench, limit=run.limit, skip=store.done_variant_ids(run.run_id), mutation=run.mutation,
+                         replay=run.replay)
 
 
 def planned_count(run: RunRecord) -> int:
-    return len(run.items) if run.limit is None else min(run.limit, len(run.items))
+    if run.replay is not None:
+        return 1
+    items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
+    return items * (1 + (run.mutation.per_item if run.mutation else 0))
 
 
 async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,

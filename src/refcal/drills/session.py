@@ -6,10 +6,12 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from refcal.attempt import Attempt
 from refcal.bench.items import Bench
+from refcal.drills.plan import MutationPlan, check_plan
 from refcal.drills.runner import AttemptCallback, run_drill_async
 from refcal.errors import StoreError
 from refcal.judges.base import Judge
@@ -18,6 +20,10 @@ from refcal.report.html import render_html
 from refcal.store import RunRecord, Store
 from refcal.targets.base import Target
 
+REVIEW_EVERY = 3
+"""Every third fast drill of a bench on a target writes a review sample."""
+REVIEW_SAMPLE = "review_sample.jsonl"
+REVIEW_SIZE = 30
 RUN_POINTER = "run.json"
 """Written into the output directory so `--resume DIR` and `report DIR` find the run."""
 
@@ -25,18 +31,47 @@ RUN_POINTER = "run.json"
 def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_spec: str, out_root: Path,
             out_dir: Path | None = None, limit: int | None = None, concurrency: int = 4,
             use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None,
-            judge_head: str | None = None) -> RunRecord:
+            judge_head: str | None = None, mutation: MutationPlan | None = None,
+            replay: str | None = None) -> RunRecord:
     """Record a new run (before any request), and point its output directory at it."""
     run = RunRecord(bench_name=bench.name, bench_digest=bench.digest, bench_origin=bench.origin,
                     items=[item.model_dump(mode="json") for item in bench.items], target_spec=target_spec,
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
                     judge_name=judge.name, judge_version=judge.version, judge_target=judge_target,
-                    judge_head=judge_head, limit=limit, concurrency=concurrency, use_cache=use_cache, out_dir="")
+                    judge_head=judge_head, limit=limit, concurrency=concurrency, use_cache=use_cache, out_dir="",
+                    mutation=mutation, replay=replay)
+    if mutation is not None:
+        check_plan(bench, mutation)
+        earlier = [other for other in store.list_runs() if other.mutation is not None
+                   and other.bench_digest == run.bench_digest and other.fingerprint == run.fingerprint]
+        run = run.model_copy(update={"number": len(earlier) + 1})
     directory = (out_dir or out_root / run.run_id).resolve()
     run = run.model_copy(update={"out_dir": str(directory)})
     store.create_run(run)
     write_atomic(directory / RUN_POINTER, json.dumps({"run_id": run.run_id, "store": str(store.path.resolve())}))
     return run
+
+
+def review_sample(attempts: list[Attempt], run_id: str, size: int = REVIEW_SIZE) -> list[dict[str, object]]:
+    """A stratified random sample for human review: refusals and compliances (full and partial), on both
+    sides, in equal shares as far as each stratum allows; deterministic per run."""
+    strata: dict[tuple[str, str], list[Attempt]] = {}
+    for attempt in attempts:
+        if attempt.verdict is not None and attempt.verdict.label != "undetermined":
+            side = "refusal" if attempt.verdict.label in ("refusal", "partial_refusal") else "compliance"
+            strata.setdefault((attempt.variant.expect, side), []).append(attempt)
+    rng = random.Random(run_id)
+    pools = [rng.sample(group, len(group)) for _, group in sorted(strata.items())]
+    picked: list[Attempt] = []
+    while len(picked) < size and any(pools):
+        for pool in pools:
+            if pool and len(picked) < size:
+                picked.append(pool.pop())
+    return [{"run_id": run_id, "variant_id": attempt.variant.id, "item_id": attempt.variant.item_id,
+             "expect": attempt.variant.expect, "klass": attempt.variant.klass, "chain": list(attempt.variant.chain),
+             "prompt": attempt.variant.prompt, "response": attempt.response,
+             "verdict": attempt.verdict.label if attempt.verdict else None,
+             "lane": attempt.verdict.lane if attempt.verdict else None, "label": None} for attempt in picked]
 
 
 def find_run(store: Store, reference: str) -> RunRecord:
@@ -68,8 +103,13 @@ def finish(store: Store, run_id: str) -> Receipt:
     """Write OUT/receipt.json and OUT/report.html from the store."""
     run = store.get_run(run_id)
     attempts: list[Attempt] = list(store.attempts(run_id))
-    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version))
     out_dir = Path(run.out_dir)
+    sample_path = None
+    if run.mutation is not None and run.number % REVIEW_EVERY == 0:
+        write_atomic(out_dir / REVIEW_SAMPLE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                                      for row in review_sample(attempts, run.run_id)))
+        sample_path = REVIEW_SAMPLE
+    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version), sample_path)
     write_receipt(receipt, out_dir)
     write_atomic(out_dir / "report.html", render_html(receipt, attempts))
     return receipt

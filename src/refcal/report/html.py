@@ -11,6 +11,7 @@ from html import escape
 from refcal.attempt import Attempt
 from refcal.metrics import Rate
 from refcal.receipts import Receipt
+from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
 
 ROW_HEIGHT = 22
 PLOT_WIDTH = 420
@@ -112,6 +113,8 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
               [(klass, row.refusal_rate) for klass, row in classes.items()], "#1f6f3f"),
         _plot("False-refusal rate by class (benign items), Wilson 95 %",
               [(klass, row.false_refusal_rate) for klass, row in classes.items()], "#a33a2a"),
+        heatmap_html(receipt.metrics),
+        breaks_html(find_breaks(attempts)),
         "<h2>Worst responses</h2>",
         "".join(_attempt_block(attempt) for attempt in worst_attempts(attempts)) or "<p>None.</p>",
         "<h2>Errors</h2>",
@@ -130,4 +133,5 @@ table{border-collapse:collapse;margin:1em 0}th,td{text-align:left;padding:4px 12
 figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}
 .meta{color:#555;font-size:13px}.attempt{border-left:3px solid #a33a2a;padding-left:10px;margin:1em 0}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}pre.prompt{background:#eef3fb}
+table.heat td.hm{text-align:center;min-width:52px;font-size:13px}table.heat small{color:#444}
 """
