@@ -14,6 +14,7 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -169,11 +170,22 @@ def parse_variant_id(variant_id: str) -> tuple[str, tuple[str, ...], int]:
 def mutated_variant(item: Item, chain: tuple[str, ...], seed: int, variant_id: str | None = None) -> Variant:
     """The item with its last message rewritten by the chain."""
     text, _ = apply_chain(item.messages[-1].content, chain, seed)
-    last = Message.model_construct(role=item.messages[-1].role, content=text)
-    return Variant.model_construct(
-        id=variant_id or mutated_id(item.id, chain, seed), item_id=item.id, messages=(*item.messages[:-1], last),
-        expect=item.expect, klass=item.klass, pair=mutated_id(item.pair, chain, seed) if item.pair else None,
-        chain=chain, seed=seed)
+    last = _construct(Message, {"role": item.messages[-1].role, "content": text})
+    return _construct(Variant, {
+        "id": variant_id or mutated_id(item.id, chain, seed), "item_id": item.id,
+        "messages": (*item.messages[:-1], last), "expect": item.expect, "klass": item.klass,
+        "pair": mutated_id(item.pair, chain, seed) if item.pair else None, "chain": chain, "seed": seed})
+
+
+def _construct(cls: type[BaseModel], values: dict[str, object]) -> Any:
+    """`model_construct` for values that are already valid and complete (every field given): it skips
+    the per-field default handling that made up 40 % of the planner's time (0.9 µs instead of 5 µs)."""
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(values))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 def replay_variant(bench: Bench, variant_id: str) -> Variant:

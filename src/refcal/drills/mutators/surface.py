@@ -33,25 +33,45 @@ def typo_budget(letters: int) -> int:
     return max(1, math.floor(letters * TYPO_RATE))
 
 
-def _letter_positions(text: str, allowed: str | None = None) -> list[int]:
-    return [index for index, char in enumerate(text)
-            if char.isalpha() and (allowed is None or char.lower() in allowed)]
-
-
 def _unchanged(text: str, why: str) -> Mutation:
     return Mutation(text, {"unchanged": why}, changed=False)
 
 
-def _typo(text: str, rng: random.Random, kind: str) -> Mutation:
-    positions = _letter_positions(text, KEYBOARD_NEIGHBOURS if kind == "keyboard" else None)
+def _can_change(text: str, index: int, kind: str) -> bool:
+    char = text[index]
+    if not char.isalpha():
+        return False
+    if kind == "keyboard":
+        return char.lower() in KEYBOARD_NEIGHBOURS
     if kind == "swap":
-        positions = [index for index in positions if index + 1 < len(text) and text[index + 1].isalpha()
-                     and text[index + 1] != text[index]]
-    if not positions:
+        return index + 1 < len(text) and text[index + 1].isalpha() and text[index + 1] != char
+    return True
+
+
+def _pick(text: str, budget: int, kind: str, rng: random.Random) -> list[int]:
+    """`budget` distinct positions a typo of `kind` can change: random probes first (texts are mostly
+    letters, so this is fast), the full scan only when probing keeps missing."""
+    chosen: set[int] = set()
+    for _ in range(8 * budget + 8):
+        index = rng.randrange(len(text))
+        if index not in chosen and _can_change(text, index, kind):
+            chosen.add(index)
+            if len(chosen) == budget:
+                return sorted(chosen)
+    candidates = [index for index in range(len(text)) if index not in chosen and _can_change(text, index, kind)]
+    chosen.update(rng.sample(candidates, min(budget - len(chosen), len(candidates))))
+    return sorted(chosen)
+
+
+def _typo(text: str, rng: random.Random, kind: str) -> Mutation:
+    letters = sum(map(str.isalpha, text))
+    if not letters:
         return _unchanged(text, "no letters to change")
-    if kind == "drop" and not text.replace(text[positions[0]], "", 1).strip():
+    if kind == "drop" and letters == 1 and not "".join(char for char in text if not char.isalpha()).strip():
         return _unchanged(text, "dropping a letter would leave nothing")
-    chosen = sorted(rng.sample(positions, min(typo_budget(len(_letter_positions(text))), len(positions))))
+    chosen = _pick(text, typo_budget(letters), kind, rng)
+    if not chosen:
+        return _unchanged(text, f"no letter a {kind} typo can change")
     chars = list(text)
     for index in reversed(chosen):
         char = chars[index]
@@ -64,7 +84,10 @@ def _typo(text: str, rng: random.Random, kind: str) -> Mutation:
             chars.insert(index, char)
         else:
             chars[index], chars[index + 1] = chars[index + 1], chars[index]
-    return Mutation("".join(chars), {"positions": chosen, "rate": TYPO_RATE})
+    new = "".join(chars)
+    if new == text:  # swapping 'ab' inside 'abab' can land on the same text
+        return _unchanged(text, "the typo left the text as it was")
+    return Mutation(new, {"positions": chosen, "rate": TYPO_RATE})
 
 
 @mutator("typo_keyboard", "surface", "letters replaced by a neighbouring key")
