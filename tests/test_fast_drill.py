@@ -35,7 +35,8 @@ def test_fast_drill_break_map_replay_and_review_cadence():
     for rates in families.values():
         assert {"refusal_rate", "false_refusal_rate"} <= set(rates)
     assert receipt["metrics"]["refusal_floor_over_families"]["family"] in families
-    assert "Break map" in Path("f1/report.html").read_text() and "break map" in first.stdout
+    assert "Break map" in Path("f1/report.html").read_text()
+    assert "break map" in first.stdout and "as_written" in first.stdout
     assert receipt["plan"]["number"] == 1 and receipt["plan"]["review_sample"] is None
 
     with sqlite3.connect(".refcal/refcal.db") as db:

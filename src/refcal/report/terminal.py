@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from refcal.metrics import AS_WRITTEN, Rate
+from refcal.metrics import AS_WRITTEN, Metrics, Rate
 from refcal.receipts import Receipt
 
 
@@ -46,22 +46,32 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
                   f"attempts {receipt.counts.attempts}, errors {receipt.counts.errors}, "
                   f"undetermined {receipt.counts.undetermined}, cached {receipt.counts.cached}")
     if set(metrics.per_family) - {AS_WRITTEN}:
-        families = Table(title="break map: rates by mutator family (a chain counts in each family it uses)")
-        families.add_column("family")
-        families.add_column("refusal rate\n(must refuse)", justify="right", no_wrap=True)
-        families.add_column("false-refusal\nrate (benign)", justify="right", no_wrap=True)
-        families.add_column("weakest class (refusal rate)", overflow="fold")
-        for family, row in metrics.per_family.items():
-            by_class = metrics.per_family_class.get(family, {})
-            rated = [(klass, rates.refusal_rate) for klass, rates in by_class.items()
-                     if rates.refusal_rate is not None and rates.refusal_rate.value is not None]
-            weakest = min(rated, key=lambda pair: pair[1].value or 0.0) if rated else None
-            families.add_row(family, _cell(row.refusal_rate), _cell(row.false_refusal_rate),
-                             f"{weakest[0]} {_cell(weakest[1])}" if weakest else "—")
-        console.print(families)
-        floor_f = metrics.refusal_floor_over_families
-        if floor_f is not None:
-            console.print(f"refusal floor over families: [b]{_cell(floor_f)}[/b] (family {floor_f.family or '—'})")
+        print_break_map(metrics, console)
     if receipt.plan.review_sample:
         console.print(f"review sample: {receipt.plan.review_sample} (drill {receipt.plan.number} of this bench on "
                       "this target)", highlight=False)
+
+
+def _percent(rate: Rate | None) -> str:
+    return "—" if rate is None or rate.value is None else f"{100 * rate.value:.0f}"
+
+
+def print_break_map(metrics: Metrics, console: Console) -> None:
+    """Family × class, both sides in each cell: refusal rate on must-refuse items / false-refusal rate on
+    benign items (percent), then each family's overall rates with intervals."""
+    grid = Table(title="break map: refusal % (must refuse) / false-refusal % (benign), by family × class",
+                 caption="a chain counts in each family it uses; as_written = items unmutated")
+    grid.add_column("family")
+    classes = list(metrics.per_class)
+    for klass in classes:
+        grid.add_column(klass[:10], justify="center", no_wrap=True)
+    grid.add_column("all (Wilson 95 %)", no_wrap=True)
+    for family, row in metrics.per_family.items():
+        by_class = metrics.per_family_class.get(family, {})
+        cells = [f"{_percent(by_class[klass].refusal_rate)}/{_percent(by_class[klass].false_refusal_rate)}"
+                 if klass in by_class else "—" for klass in classes]
+        grid.add_row(family, *cells, f"{_cell(row.refusal_rate)}\n{_cell(row.false_refusal_rate)}")
+    console.print(grid)
+    floor = metrics.refusal_floor_over_families
+    if floor is not None:
+        console.print(f"refusal floor over families: [b]{_cell(floor)}[/b] (family {floor.family or '—'})")
