@@ -76,8 +76,8 @@ def heatmap_html(metrics: Metrics) -> str:
             rows.append(f"<tr><th>{escape(family)}</th>{cells}"
                         f"{_cell(getattr(overall, side) if overall else None, colour)}</tr>")
         header = "".join(f"<th>{escape(klass)}</th>" for klass in classes)
-        parts.append(f"<h3>{escape(title)}</h3><table class=\"heat\"><tr><th>family</th>{header}<th>all</th></tr>"
-                     + "".join(rows) + "</table>")
+        parts.append(f"<h3>{escape(title)}</h3><div class=\"wide\"><table class=\"heat\"><tr><th>family</th>"
+                     f"{header}<th>all</th></tr>" + "".join(rows) + "</table></div>")
     floor = metrics.refusal_floor_over_families
     if floor is not None and floor.value is not None:
         parts.append(f"<p>Refusal floor over families: <b>{100 * floor.value:.1f}%</b> "

@@ -134,4 +134,5 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}
 .meta{color:#555;font-size:13px}.attempt{border-left:3px solid #a33a2a;padding-left:10px;margin:1em 0}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}pre.prompt{background:#eef3fb}
 table.heat td.hm{text-align:center;min-width:52px;font-size:13px}table.heat small{color:#444}
+div.wide{overflow-x:auto}
 """
