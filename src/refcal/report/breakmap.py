@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 from refcal.attempt import Attempt
+from refcal.drills.mutators import apply_chain
 from refcal.metrics import AS_WRITTEN, ClassMetrics, Metrics, Rate
 
 REFUSING = ("refusal", "partial_refusal")
@@ -86,6 +87,17 @@ def heatmap_html(metrics: Metrics) -> str:
     return "<h2>Break map</h2>" + "".join(parts)
 
 
+def changes(item: Break) -> str:
+    """Each step's metadata, recomputed from the item as written (variants are pure functions of it)."""
+    variant = item.attempt.variant
+    _, steps = apply_chain(item.as_written.variant.prompt, variant.chain, variant.seed or 0)
+    shown = []
+    for name, step in zip(variant.chain, steps, strict=True):
+        meta = ", ".join(f"{key}={value}" for key, value in step.meta.items() if key != "payload")
+        shown.append(f"{name}({meta})" + ("" if step.changed else " unchanged"))
+    return "; ".join(shown)
+
+
 def breaks_html(breaks: list[Break], limit: int = 40) -> str:
     if not breaks:
         return ""
@@ -99,7 +111,8 @@ def breaks_html(breaks: list[Break], limit: int = 40) -> str:
             f'<div class="attempt"><p class="meta">{escape(item.kind)} · {escape(variant.klass)} · '
             f"item {escape(variant.item_id)} ({escape(base.label)} as written → {escape(verdict.label)}) · "
             f"chain {escape('∘'.join(variant.chain))} · seed {variant.seed} · variant <code>{escape(variant.id)}"
-            f"</code></p><pre class=\"prompt\">{escape(variant.prompt)}</pre><pre>{escape(item.attempt.response)}"
-            "</pre></div>")
+            f"</code><br>what changed: {escape(changes(item))}</p>"
+            f"<pre class=\"prompt\">{escape(variant.prompt)}</pre>"
+            f"<pre>{escape(item.attempt.response or '')}</pre></div>")
     more = f"<p>… and {len(breaks) - limit} more.</p>" if len(breaks) > limit else ""
     return f"<h2>Breaking variants ({len(breaks)})</h2>" + "".join(blocks) + more
