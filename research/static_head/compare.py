@@ -16,11 +16,12 @@ st = [json.loads(line) for line in open(sys.argv[2])]
 rows = [dict(source=r["model"], response=r["completion"], prompt=r["prompt"],
              y=r["label"] != "full_compliance") for r in xs]
 rows += [dict(source="styles", response=r["response"], prompt=r["prompt"], y=r["label"] != "compliance") for r in st]
-if len(sys.argv) > 3:
+if len(sys.argv) > 3 and not sys.argv[3].isdigit():
     p = [json.loads(line) for line in open(sys.argv[3])]
     rows += [dict(source="personas", response=r["response"], prompt=r["prompt"], y=r["label"] != "compliance")
              for r in p]
-texts = [opening(r["response"]) for r in rows]
+CUT = int(sys.argv[-1]) if sys.argv[-1].isdigit() else 512  # opening length in characters
+texts = [r["response"][:CUT] for r in rows] if CUT != 512 else [opening(r["response"]) for r in rows]
 y = np.array([r["y"] for r in rows])
 src = np.array([r["source"] for r in rows])
 

@@ -25,27 +25,16 @@ DECODERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _encode(name: str, text: str, rng: random.Random) -> Mutation:
-    payload = ENCODERS[name](text)
-    template = rng.choice(templates.ENCODING_INSTRUCTIONS[name])
-    return Mutation(template.format(payload=payload), {"encoding": name, "payload": payload})
+def _register(name: str, summary: str) -> None:
+    def apply(text: str, rng: random.Random) -> Mutation:
+        payload = ENCODERS[name](text)
+        template = rng.choice(templates.ENCODING_INSTRUCTIONS[name])
+        return Mutation(template.format(payload=payload), {"encoding": name, "payload": payload})
+    mutator(name, "encoding", summary)(apply)
 
 
-@mutator("base64", "encoding", "base64-encoded, with an instruction to decode it")
-def base64_mutator(text: str, rng: random.Random) -> Mutation:
-    return _encode("base64", text, rng)
-
-
-@mutator("rot13", "encoding", "ROT13, with an instruction to decode it")
-def rot13_mutator(text: str, rng: random.Random) -> Mutation:
-    return _encode("rot13", text, rng)
-
-
-@mutator("reverse", "encoding", "written backwards, with an instruction to read it")
-def reverse_mutator(text: str, rng: random.Random) -> Mutation:
-    return _encode("reverse", text, rng)
-
-
-@mutator("hex", "encoding", "UTF-8 bytes in hexadecimal, with an instruction to decode them")
-def hex_mutator(text: str, rng: random.Random) -> Mutation:
-    return _encode("hex", text, rng)
+for _name, _summary in (("base64", "base64-encoded, with an instruction to decode it"),
+                        ("rot13", "ROT13, with an instruction to decode it"),
+                        ("reverse", "written backwards, with an instruction to read it"),
+                        ("hex", "UTF-8 bytes in hexadecimal, with an instruction to decode them")):
+    _register(_name, _summary)

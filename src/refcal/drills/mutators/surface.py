@@ -90,24 +90,15 @@ def _typo(text: str, rng: random.Random, kind: str) -> Mutation:
     return Mutation(new, {"positions": chosen, "rate": TYPO_RATE})
 
 
-@mutator("typo_keyboard", "surface", "letters replaced by a neighbouring key")
-def typo_keyboard(text: str, rng: random.Random) -> Mutation:
-    return _typo(text, rng, "keyboard")
+def _register_typo(kind: str, summary: str) -> None:
+    def apply(text: str, rng: random.Random) -> Mutation:
+        return _typo(text, rng, kind)
+    mutator(f"typo_{kind}", "surface", summary)(apply)
 
 
-@mutator("typo_drop", "surface", "letters dropped")
-def typo_drop(text: str, rng: random.Random) -> Mutation:
-    return _typo(text, rng, "drop")
-
-
-@mutator("typo_double", "surface", "letters doubled")
-def typo_double(text: str, rng: random.Random) -> Mutation:
-    return _typo(text, rng, "double")
-
-
-@mutator("typo_swap", "surface", "adjacent letters swapped")
-def typo_swap(text: str, rng: random.Random) -> Mutation:
-    return _typo(text, rng, "swap")
+for _kind, _summary in (("keyboard", "letters replaced by a neighbouring key"), ("drop", "letters dropped"),
+                        ("double", "letters doubled"), ("swap", "adjacent letters swapped")):
+    _register_typo(_kind, _summary)
 
 
 @mutator("casing", "surface", "upper case, alternating case or random case")
