@@ -10,6 +10,7 @@ seeds, so a pair stays matched through every chain.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -135,7 +136,7 @@ def draw_chains(key: str, mutation: MutationPlan) -> list[tuple[tuple[str, ...],
     possible = distinct_chains(len(names), mutation.depth)
     if mutation.per_item * 2 > possible:  # dense: enumerate and shuffle rather than reject
         chains = [chain for length in range(1, min(mutation.depth, len(names)) + 1)
-                  for chain in _permutations(names, length)]
+                  for chain in itertools.permutations(names, length)]
         rng.shuffle(chains)
         picked = chains[:mutation.per_item]
     else:
@@ -147,12 +148,6 @@ def draw_chains(key: str, mutation: MutationPlan) -> list[tuple[tuple[str, ...],
                 seen.add(chain)
                 picked.append(chain)
     return [(chain, rng.getrandbits(31)) for chain in picked]
-
-
-def _permutations(names: tuple[str, ...], length: int) -> Iterator[tuple[str, ...]]:
-    import itertools
-
-    return itertools.permutations(names, length)
 
 
 def mutated_id(item_id: str, chain: tuple[str, ...], seed: int) -> str:
