@@ -8,7 +8,8 @@ import pytest
 from helpers import stub_target
 
 from refcal.bench.items import Item
-from refcal.drills.conversation import run_conversation_async
+from refcal.drills.conversation import conversations, run_conversation_async
+from refcal.drills.runner import direct_step
 from refcal.drills.scripts import shipped_scripts
 from refcal.judges import make_judge
 from refcal.pressure import SEED, pressure_metrics
@@ -27,19 +28,20 @@ def test_a_shipped_script_on_the_embedded_model():
 
     async def run():
         async with make_target("llamacpp:smollm2", params=GenerationParams(max_tokens=48), concurrency=2) as target:
-            judge = make_judge("markers")
-            return await asyncio.gather(run_conversation_async(harmful, script, target, judge),
-                                        run_conversation_async(benign, script, target, judge, to_end=True))
+            step = direct_step(target, make_judge("markers"))
+            return await asyncio.gather(run_conversation_async(harmful, script, step),
+                                        run_conversation_async(benign, script, step, to_end=True))
     harmful_run, benign_run = asyncio.run(run())
-    assert benign_run.turns[0].kind == SEED and len(benign_run.turns) == script.turns  # ran to the end
-    assert [turn.kind for turn in benign_run.turns[1:]] == [move.kind for move in script.moves]
-    assert all(turn.response is not None and turn.verdict is not None for turn in benign_run.turns)
-    last = harmful_run.turns[-1]
+    assert benign_run[0].variant.move == SEED and len(benign_run) == script.turns  # ran to the end
+    assert [attempt.variant.move for attempt in benign_run[1:]] == [move.kind for move in script.moves]
+    assert all(attempt.response is not None and attempt.verdict is not None for attempt in benign_run)
+    assert len(benign_run[-1].variant.messages) == 2 * script.turns - 1  # the whole conversation is sent
+    last = harmful_run[-1]
     broke = last.verdict is not None and last.verdict.label in ("compliance", "partial_refusal")
-    assert broke or len(harmful_run.turns) == script.turns  # stops at the break, or survived every move
-    assert all(turn.verdict.label == "refusal" for turn in harmful_run.turns[:-1])
-    metrics = pressure_metrics([harmful_run.outcome(), benign_run.outcome()])
-    assert len(metrics.survival_by_turn) == len(harmful_run.turns)
+    assert broke or len(harmful_run) == script.turns  # stops at the break, or survived every move
+    assert all(attempt.verdict.label == "refusal" for attempt in harmful_run[:-1])
+    metrics = pressure_metrics(conversations([*harmful_run, *benign_run]))
+    assert len(metrics.survival_by_turn) == len(harmful_run)
     assert (len(metrics.breaks) == 1) == broke
 
 
@@ -55,9 +57,9 @@ def test_a_target_failure_ends_the_conversation_as_an_error():
     async def run():
         with StubServer(reply) as stub:
             async with stub_target(stub.base_url, params=GenerationParams(max_tokens=8)) as target:
-                return await run_conversation_async(item, script, target, make_judge("markers"))
+                return await run_conversation_async(item, script, direct_step(target, make_judge("markers")))
     record = asyncio.run(run())
-    assert record.turns[0].verdict.label == "refusal"
-    assert record.turns[-1].error and record.turns[-1].verdict is None and len(record.turns) == 2
-    metrics = pressure_metrics([record.outcome()])
+    assert record[0].verdict.label == "refusal"
+    assert record[-1].error and record[-1].verdict is None and len(record) == 2
+    metrics = pressure_metrics(conversations(record))
     assert metrics.breaks == [] and [(rate.k, rate.n) for rate in metrics.survival_by_turn] == [(1, 1), (0, 0)]

@@ -71,3 +71,21 @@ def test_bad_plans_stop_before_any_request(args, message):
     result = refcal("drill", "--target", "openai:m@http://127.0.0.1:9/v1", *args, "--out", "bad")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not Path("bad").exists()
+
+
+def test_slow_drill_on_the_embedded_model_reports_pressure(tmp_path):
+    result = refcal("drill", "--limit", "4", "--max-tokens", "32", "--scripts", "short-repeat,urgency-ladder",
+                    "--to-end", "--out", "s1")
+    assert result.returncode == 0, result.stderr
+    receipt = json.loads(Path("s1/receipt.json").read_text())
+    assert receipt["plan"]["scripts"] == ["short-repeat", "urgency-ladder"] and receipt["plan"]["to_end"]
+    pressure = receipt["metrics"]["pressure"]
+    assert 1 <= len(pressure["survival_by_turn"]) <= 4
+    assert pressure["survival_by_turn"][0]["n"] == receipt["metrics"]["refusal_rate"]["n"]
+    assert receipt["counts"]["attempts"] == 4 * (3 + 4)  # --to-end: every turn of both scripts for 4 items
+    assert "refusal survival by turn" in result.stdout and "<h2>Pressure</h2>" in Path("s1/report.html").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- name: x\n  moves:\n    - kind: bribery\n      text: hi\n    - kind: repeat\n      text: hi\n")
+    refused = refcal("drill", "--scripts", str(bad), "--target", "openai:m@http://127.0.0.1:9/v1", "--out", "b")
+    assert refused.returncode == 2 and "bad.yaml" in refused.stderr and "step 1" in refused.stderr
+    assert "kind" in refused.stderr and not Path("b").exists()

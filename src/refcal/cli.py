@@ -26,10 +26,12 @@ from refcal.console import console, errors_console, fail
 from refcal.drills.mutators import select
 from refcal.drills.plan import MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
 from refcal.drills.runner import planned_count
+from refcal.drills.scripts import Script, load_scripts, shipped_scripts
 from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
 from refcal.errors import (
     BenchError,
     FatalTargetError,
+    InputFileError,
     MissingExtraError,
     MutatorError,
     RefcalError,
@@ -95,6 +97,9 @@ def drill(
     depth: Annotated[int, typer.Option(help=f"Longest mutator chain (1–{MAX_DEPTH}).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the mutation plan.")] = 0,
     replay: Annotated[str | None, typer.Option(help="Re-send exactly one variant, by its id.")] = None,
+    scripts: Annotated[str | None, typer.Option(help="Slow drill: 'all', shipped script names (comma-separated), "
+                                                     "or a .yaml/.json script file.")] = None,
+    to_end: Annotated[bool, typer.Option("--to-end", help="Slow drill: keep pressing after a break.")] = False,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
@@ -114,6 +119,9 @@ def drill(
                 the_bench = load_bench(bench, _parse_mapping(columns, "--columns"),
                                        _parse_mapping(expect_map, "--expect-map"))
                 mutation = _mutation_plan(mutators, per_item, depth, seed)
+                the_scripts = _scripts(scripts)
+                if the_scripts and (mutation or replay):
+                    raise ValueError("--scripts (a slow drill) cannot be combined with --mutators or --replay")
                 if mutation is not None:
                     check_plan(the_bench, mutation)  # before the target starts
                 if replay is not None:
@@ -130,13 +138,14 @@ def drill(
                                    use_cache=not no_cache, api_key_env=api_key_env,
                                    judge_target=the_judge_target.description if the_judge_target else None,
                                    judge_head=str(head.resolve()) if head else None,
-                                   mutation=None if replay else mutation, replay=replay)
+                                   mutation=None if replay else mutation, replay=replay, scripts=the_scripts,
+                                   to_end=to_end)
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
     except KeyboardInterrupt:
         raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
-    except (BenchError, TargetSpecError, StoreError, MissingExtraError, MutatorError, ValueError) as error:
+    except (InputFileError, TargetSpecError, StoreError, MissingExtraError, MutatorError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     except FatalTargetError as error:
         raise fail(f"target unavailable: {error}", EXIT_TARGET) from None
@@ -152,6 +161,22 @@ def _mutation_plan(spec: str | None, per_item: int, depth: int, seed: int) -> Mu
     if not 1 <= per_item <= MAX_PER_ITEM:
         raise MutatorError(f"--per-item must be 1 to {MAX_PER_ITEM:,}, got {per_item}")
     return MutationPlan(mutators=select(spec), per_item=per_item, depth=depth, seed=seed)
+
+
+def _scripts(spec: str | None) -> tuple[Script, ...] | None:
+    """Scripts from --scripts: a file, 'all', or shipped names."""
+    if spec is None:
+        return None
+    if spec.endswith((".yaml", ".yml", ".json")):
+        return load_scripts(spec)
+    shipped = {script.name: script for script in shipped_scripts()}
+    if spec == "all":
+        return tuple(shipped.values())
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in shipped]
+    if unknown or not names:
+        raise ValueError(f"unknown scripts {unknown} (shipped: {', '.join(shipped)}; or give a .yaml/.json file)")
+    return tuple(shipped[name] for name in names)
 
 
 def _judge_target(spec: str | None) -> Target | None:

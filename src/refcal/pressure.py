@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from refcal.metrics import Rate, wilson
+from refcal.rates import Rate, wilson
 
 SEED = "seed"
 BROKEN = ("compliance", "partial_refusal")

@@ -57,6 +57,9 @@ class PlanInfo(BaseModel):
     """The drill's number among drills of this bench on this target fingerprint."""
     review_sample: str | None = None
     """The review sample this drill wrote (every third drill), relative to the run folder."""
+    scripts: list[str] | None = None
+    """Slow drills: the scripts' names (the scripts themselves are in the run database)."""
+    to_end: bool = False
 
 
 class Counts(BaseModel):
@@ -97,7 +100,8 @@ def build_receipt(run: RunRecord, attempts: list[Attempt],
         target=TargetInfo(spec=run.target_spec, fingerprint=run.fingerprint),
         judge=JudgeInfo(name=run.judge_name, version=run.judge_version, human_agreement=human_agreement),
         plan=PlanInfo(variants=planned_count(run), limit=run.limit, concurrency=run.concurrency, cache=run.use_cache,
-                      mutation=run.mutation, replay=run.replay, number=run.number, review_sample=review_sample),
+                      mutation=run.mutation, replay=run.replay, number=run.number, review_sample=review_sample,
+                      scripts=[script.name for script in run.scripts] if run.scripts else None, to_end=run.to_end),
         counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
                       errors=sum(attempt.is_error for attempt in attempts),
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,

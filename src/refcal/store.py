@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from refcal.attempt import Attempt
 from refcal.drills.plan import MutationPlan
+from refcal.drills.scripts import Script
 from refcal.errors import StoreError
 from refcal.targets.base import Completion
 
@@ -90,6 +91,10 @@ class RunRecord(BaseModel):
     """How items are mutated (fast drills); None sends each item as written."""
     replay: str | None = None
     """The one variant id a --replay run re-sends."""
+    scripts: tuple[Script, ...] | None = None
+    """Slow drills: the scripts each item is put through (kept whole, so resume needs no file)."""
+    to_end: bool = False
+    """Slow drills: keep pressing after a break instead of stopping there."""
     number: int = 1
     """This drill's number among drills of the same bench on the same target fingerprint."""
     concurrency: int

@@ -60,6 +60,12 @@ class Variant(BaseModel):
     """Mutators applied, in order; empty for the item as written."""
     seed: int | None = None
     """Seed the chain was applied with."""
+    script: str | None = None
+    """Slow drills: the script this turn belongs to."""
+    turn: int | None = None
+    """Slow drills: the 1-based turn (1 is the seed request as written)."""
+    move: str | None = None
+    """Slow drills: the pressure kind of this turn's move (`seed` for turn 1)."""
 
     @property
     def prompt(self) -> str:
@@ -169,7 +175,8 @@ def mutated_variant(item: Item, chain: tuple[str, ...], seed: int, variant_id: s
     return _construct(Variant, {
         "id": variant_id or mutated_id(item.id, chain, seed), "item_id": item.id,
         "messages": (*item.messages[:-1], last), "expect": item.expect, "klass": item.klass,
-        "pair": mutated_id(item.pair, chain, seed) if item.pair else None, "chain": chain, "seed": seed})
+        "pair": mutated_id(item.pair, chain, seed) if item.pair else None, "chain": chain, "seed": seed,
+        "script": None, "turn": None, "move": None})
 
 
 def _construct(cls: type[BaseModel], values: dict[str, object]) -> Any:

@@ -6,12 +6,13 @@ decide, the store persists.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from refcal.attempt import Attempt
 from refcal.bench.items import Item
 from refcal.bench.loaders import finish_bench
-from refcal.drills.plan import Variant, plan_variants, request_key
+from refcal.drills.conversation import run_conversation_async
+from refcal.drills.plan import Variant, drill_order, plan_variants, request_key
 from refcal.errors import TargetError
 from refcal.judges.base import Judge, Verdict
 from refcal.store import GroupCommitWriter, RunRecord, Store, utc_now
@@ -28,8 +29,12 @@ def remaining_variants(run: RunRecord, store: Store) -> Iterator[Variant]:
 
 
 def planned_count(run: RunRecord) -> int:
+    """Variants a run sends (for a slow drill: turns if no conversation stops early)."""
     if run.replay is not None:
         return 1
+    if run.scripts:
+        items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
+        return items * sum(script.turns for script in run.scripts)
     items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
     return items * (1 + (run.mutation.per_item if run.mutation else 0))
 
@@ -37,6 +42,9 @@ def planned_count(run: RunRecord) -> int:
 async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
                           on_attempt: AttemptCallback | None = None) -> None:
     """Send every remaining variant of `run` exactly once; the target must already be started."""
+    if run.scripts:
+        await run_slow_drill_async(run, target, judge, store, on_attempt)
+        return
     variants = remaining_variants(run, store)
     fingerprint_key = target.fingerprint.key
     writer = GroupCommitWriter(store.path)
@@ -49,6 +57,12 @@ async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: S
             if on_attempt is not None:
                 on_attempt(attempt)
 
+    await _run_workers(run, store, writer, worker)
+
+
+async def _run_workers(run: RunRecord, store: Store, writer: GroupCommitWriter,
+                       worker: Callable[[], Awaitable[None]]) -> None:
+    """`run.concurrency` workers until done; on any exit the run's status says how it ended."""
     store.set_status(run.run_id, "running")
     tasks = [asyncio.create_task(worker()) for _ in range(max(1, run.concurrency))]
     try:
@@ -62,6 +76,43 @@ async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: S
     finally:
         writer.close()
     store.set_status(run.run_id, "complete")
+
+
+async def run_slow_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
+                               on_attempt: AttemptCallback | None = None) -> None:
+    """Put every item through every script, conversations in parallel, turns committed as they land.
+    On resume, a turn already recorded is read back instead of sent, so each turn is sent once."""
+    bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
+    items = drill_order(bench.items)
+    items = items if run.limit is None else items[:run.limit]
+    recorded = {attempt.variant.id: attempt for attempt in store.attempts(run.run_id)}
+    work = iter([(item, script) for item in items for script in run.scripts or ()])
+    send = direct_step(target, judge, store if run.use_cache else None)
+    writer = GroupCommitWriter(store.path)
+
+    async def step(variant: Variant) -> Attempt:
+        if variant.id in recorded:
+            return recorded[variant.id]
+        attempt = await send(variant)
+        await writer.record_async(run.run_id, attempt,
+                                  cache_key=request_key(target.fingerprint.key, variant.messages))
+        if on_attempt is not None:
+            on_attempt(attempt)
+        return attempt
+
+    async def worker() -> None:
+        for item, script in work:
+            await run_conversation_async(item, script, step, run.to_end)
+
+    await _run_workers(run, store, writer, worker)
+
+
+def direct_step(target: Target, judge: Judge, cache: Store | None = None) -> Callable[[Variant], Awaitable[Attempt]]:
+    """Send one variant (through the cache when given) and judge the reply."""
+    async def step(variant: Variant) -> Attempt:
+        return await _attempt_async(variant, target, judge, cache, request_key(target.fingerprint.key,
+                                                                                 variant.messages))
+    return step
 
 
 async def _attempt_async(variant: Variant, target: Target, judge: Judge, cache: Store | None,

@@ -10,6 +10,7 @@ from html import escape
 
 from refcal.attempt import Attempt
 from refcal.metrics import Rate
+from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
 
@@ -114,6 +115,7 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
         _plot("False-refusal rate by class (benign items), Wilson 95 %",
               [(klass, row.false_refusal_rate) for klass, row in classes.items()], "#a33a2a"),
         heatmap_html(receipt.metrics),
+        _pressure_section(receipt.metrics.pressure, attempts) if receipt.metrics.pressure else "",
         breaks_html(find_breaks(attempts)),
         "<h2>Worst responses</h2>",
         "".join(_attempt_block(attempt) for attempt in worst_attempts(attempts)) or "<p>None.</p>",
@@ -125,6 +127,33 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
             f"<title>refcal {escape(receipt.run_id)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
+
+
+def _pressure_section(pressure: PressureMetrics, attempts: list[Attempt], limit: int = 30) -> str:
+    """Survival by turn, rates per move kind, and each break with the whole conversation that led to it."""
+    survival = "".join(f"<tr><th>turn {turn}</th><td>{escape(_rate_text(rate))}</td></tr>"
+                       for turn, rate in enumerate(pressure.survival_by_turn, start=1))
+    kinds = "".join(f"<tr><th>{escape(kind)}</th><td>{escape(_rate_text(pressure.break_rate_by_kind.get(kind)))}</td>"
+                    f"<td>{escape(_rate_text(pressure.created_rate_by_kind.get(kind)))}</td></tr>"
+                    for kind in sorted(set(pressure.break_rate_by_kind) | set(pressure.created_rate_by_kind)))
+    by_turn = {(attempt.variant.item_id, attempt.variant.script, attempt.variant.turn): attempt for attempt in attempts}
+    blocks = []
+    sections = (("refusal gave way", pressure.breaks), ("pressure created a refusal", pressure.created))
+    for kind_of_break, found in sections:
+        for item in found[:limit]:
+            attempt = by_turn.get((item.item_id, item.script, item.turn))
+            if attempt is None:
+                continue
+            turns = "".join(f'<pre class="{"prompt" if message.role == "user" else ""}">{escape(message.role)}: '
+                            f"{escape(message.content)}</pre>" for message in attempt.variant.messages)
+            blocks.append(f'<div class="attempt"><p class="meta">{escape(kind_of_break)} · {escape(item.klass)} · item '
+                          f"{escape(item.item_id)} · script {escape(item.script)} · turn {item.turn} "
+                          f"({escape(item.kind)})</p>{turns}<pre>assistant: {escape(attempt.response or '')}</pre>"
+                          "</div>")
+    return ("<h2>Pressure</h2><h3>Refusal survival by turn (must-refuse items)</h3><table>" + survival + "</table>"
+            "<h3>By move kind</h3><table><tr><th>move</th><th>broke a refusal</th><th>created a refusal (benign)</th>"
+            "</tr>" + kinds + "</table>" + (f"<h3>Break points ({len(pressure.breaks)} + {len(pressure.created)})</h3>"
+                                             + "".join(blocks) if blocks else ""))
 
 
 _CSS = """

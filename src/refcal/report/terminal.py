@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.metrics import AS_WRITTEN, Metrics, Rate
+from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
 
 
@@ -47,6 +48,8 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
                   f"undetermined {receipt.counts.undetermined}, cached {receipt.counts.cached}")
     if set(metrics.per_family) - {AS_WRITTEN}:
         print_break_map(metrics, console)
+    if metrics.pressure is not None:
+        print_pressure(metrics.pressure, console)
     if receipt.plan.review_sample:
         console.print(f"review sample: {receipt.plan.review_sample} (drill {receipt.plan.number} of this bench on "
                       "this target)", highlight=False)
@@ -75,3 +78,19 @@ def print_break_map(metrics: Metrics, console: Console) -> None:
     floor = metrics.refusal_floor_over_families
     if floor is not None:
         console.print(f"refusal floor over families: [b]{_cell(floor)}[/b] (family {floor.family or '—'})")
+
+
+def print_pressure(pressure: PressureMetrics, console: Console) -> None:
+    """Survival by turn on must-refuse items, and what broke the line (or created a refusal)."""
+    survival = "  ".join(f"t{turn}: {_cell(rate)}" for turn, rate in enumerate(pressure.survival_by_turn, start=1))
+    console.print(f"refusal survival by turn (must refuse): {survival}", highlight=False)
+    kinds = Table(title="pressure-to-break by move kind", caption="breaks / moves met while the line held")
+    kinds.add_column("move")
+    kinds.add_column("broke a refusal", justify="right", no_wrap=True)
+    kinds.add_column("created a refusal (benign)", justify="right", no_wrap=True)
+    for kind in sorted(set(pressure.break_rate_by_kind) | set(pressure.created_rate_by_kind)):
+        kinds.add_row(kind, _cell(pressure.break_rate_by_kind.get(kind)),
+                      _cell(pressure.created_rate_by_kind.get(kind)))
+    console.print(kinds)
+    console.print(f"breaks: {len(pressure.breaks)}; refusals created by pressure: {len(pressure.created)}",
+                  highlight=False)

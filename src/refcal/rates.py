@@ -1,0 +1,32 @@
+"""Rates with Wilson score intervals: the one way refcal states a share."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel
+
+Z_95 = 1.959963984540054
+
+
+class Rate(BaseModel):
+    """k of n, with a Wilson score interval."""
+
+    value: float | None
+    """k / n; None when n is 0."""
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    """Judged attempts (errors and undetermined excluded)."""
+    k: int
+
+
+def wilson(k: int, n: int, z: float = Z_95) -> Rate:
+    """Wilson score interval: well-behaved at 0, n and small n, unlike the normal approximation."""
+    if n == 0:
+        return Rate(value=None, ci_low=None, ci_high=None, n=0, k=0)
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return Rate(value=p, ci_low=max(0.0, centre - half), ci_high=min(1.0, centre + half), n=n, k=k)
