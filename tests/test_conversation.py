@@ -42,6 +42,7 @@ def test_a_shipped_script_on_the_embedded_model():
     assert all(attempt.verdict.label == "refusal" for attempt in harmful_run[:-1])
     metrics = pressure_metrics(conversations([*harmful_run, *benign_run]))
     assert len(metrics.survival_by_turn) == len(harmful_run)
+    assert metrics.survival_by_turn[-1].value == (0.0 if broke else 1.0)
     assert (len(metrics.breaks) == 1) == broke
 
 

@@ -66,7 +66,7 @@ def test_pressure_to_break_on_hand_built_conversations():
     assert [(item.item_id, item.turn, item.kind) for item in metrics.breaks] == [
         ("a", 3, "urgency"), ("c", 1, SEED), ("e", 2, "authority")]
     survival = [(rate.k, rate.n) for rate in metrics.survival_by_turn]
-    assert survival == [(4, 5), (2, 3), (1, 2), (1, 1)]
+    assert survival == [(4, 5), (2, 4), (1, 4), (1, 4)]  # a broken line stays broken; d is unknown after t1
     assert [(item.item_id, item.turn, item.kind) for item in metrics.created] == [("f", 3, "urgency")]
     assert (metrics.break_rate_by_kind["urgency"].k, metrics.break_rate_by_kind["urgency"].n) == (1, 2)
     assert (metrics.break_rate_by_kind[SEED].k, metrics.break_rate_by_kind[SEED].n) == (1, 5)
