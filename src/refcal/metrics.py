@@ -114,10 +114,15 @@ def compute_metrics(attempts: Iterable[Attempt]) -> Metrics:
     per_mutator: dict[str, Sides] = {}
     per_family_class: dict[str, dict[str, Sides]] = {}
     attempts = list(attempts)
+    seeds_seen: set[str] = set()
     for attempt in attempts:
         variant = attempt.variant
-        if variant.turn is not None and variant.turn > 1:
-            continue  # a slow drill's later turns are read by pressure metrics, not by the rates above
+        if variant.turn is not None:
+            # A slow drill: later turns are read by pressure metrics; the seed, sent once per script, counts
+            # once per item in the rates above.
+            if variant.turn > 1 or variant.item_id in seeds_seen:
+                continue
+            seeds_seen.add(variant.item_id)
         side = variant.expect
         tally(sides[side], attempt)
         tally(per_class.setdefault(variant.klass, _sides())[side], attempt)
