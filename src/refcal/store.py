@@ -3,7 +3,8 @@ lands, so a killed drill loses nothing it finished, and `--resume` sends only wh
 
 Tables: `runs` (one row per drill: bench, target fingerprint, judge, plan), `attempts` (one row per
 variant per run; the primary key makes a second send of the same variant an error, not a silent
-duplicate) and `cache` (responses keyed by target fingerprint + request).
+duplicate), `labels` (human verdicts on attempts, one per reviewer per attempt), `judge_agreement` and
+`cache` (responses keyed by target fingerprint + request).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from refcal.attempt import Attempt
+from refcal.clock import utc_now
 from refcal.drills.plan import MutationPlan
 from refcal.drills.scripts import Script
 from refcal.errors import StoreError
+from refcal.review.labels import HumanLabel
 from refcal.targets.base import Completion
 
 RunStatus = Literal["running", "complete", "interrupted"]
@@ -51,16 +54,21 @@ CREATE TABLE IF NOT EXISTS judge_agreement (
     measured_at TEXT NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS labels (
+    run_id TEXT NOT NULL,
+    variant_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    labelled_at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, variant_id, reviewer),
+    FOREIGN KEY (run_id, variant_id) REFERENCES attempts(run_id, variant_id)
+);
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
     data TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
 """
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class RunRecord(BaseModel):
@@ -177,6 +185,29 @@ class Store:
         row = self._db.execute("SELECT data FROM judge_agreement WHERE judge = ? AND version = ? "
                                "ORDER BY measured_at DESC LIMIT 1", (judge, version)).fetchone()
         return MeasuredAgreement.model_validate_json(row[0]) if row else None
+
+    def add_label(self, label: HumanLabel) -> None:
+        """Commit one reviewer's label on one attempt (a second label by the same reviewer replaces the first)."""
+        exists = self._db.execute("SELECT 1 FROM attempts WHERE run_id = ? AND variant_id = ?",
+                                  (label.run_id, label.variant_id)).fetchone()
+        if exists is None:
+            raise StoreError(f"no attempt '{label.variant_id}' in run '{label.run_id}' of {self.path}")
+        self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?)",
+                         (label.run_id, label.variant_id, label.reviewer, label.labelled_at,
+                          label.model_dump_json()))
+
+    def labels(self, run_ids: Iterable[str] | None = None) -> list[HumanLabel]:
+        """Every stored label (of the given runs), oldest first."""
+        rows = self._db.execute("SELECT run_id, data FROM labels ORDER BY labelled_at, rowid").fetchall()
+        wanted = set(run_ids) if run_ids is not None else None
+        return [HumanLabel.model_validate_json(data) for run_id, data in rows if wanted is None or run_id in wanted]
+
+    def attempt(self, run_id: str, variant_id: str) -> Attempt:
+        row = self._db.execute("SELECT data FROM attempts WHERE run_id = ? AND variant_id = ?",
+                               (run_id, variant_id)).fetchone()
+        if row is None:
+            raise StoreError(f"no attempt '{variant_id}' in run '{run_id}' of {self.path}")
+        return Attempt.model_validate_json(row[0])
 
     def cached(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT data FROM cache WHERE key = ?", (key,)).fetchone()

@@ -6,7 +6,6 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 from refcal.attempt import Attempt
@@ -18,6 +17,7 @@ from refcal.errors import StoreError
 from refcal.judges.base import Judge
 from refcal.receipts import Receipt, build_receipt, write_atomic, write_receipt
 from refcal.report.html import render_html
+from refcal.review.sampling import stratified_sample
 from refcal.store import RunRecord, Store
 from refcal.targets.base import Target
 
@@ -54,25 +54,17 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
 
 
 def review_sample(attempts: list[Attempt], run_id: str, size: int = REVIEW_SIZE) -> list[dict[str, object]]:
-    """A stratified random sample for human review: refusals and compliances (full and partial), on both
-    sides, in equal shares as far as each stratum allows; deterministic per run."""
-    strata: dict[tuple[str, str], list[Attempt]] = {}
-    for attempt in attempts:
-        if attempt.verdict is not None and attempt.verdict.label != "undetermined":
-            side = "refusal" if attempt.verdict.label in ("refusal", "partial_refusal") else "compliance"
-            strata.setdefault((attempt.variant.expect, side), []).append(attempt)
-    rng = random.Random(run_id)
-    pools = [rng.sample(group, len(group)) for _, group in sorted(strata.items())]
-    picked: list[Attempt] = []
-    while len(picked) < size and any(pools):
-        for pool in pools:
-            if pool and len(picked) < size:
-                picked.append(pool.pop())
+    """The every-third-drill sample: stratified over both sides, as rows for people to read."""
     return [{"run_id": run_id, "variant_id": attempt.variant.id, "item_id": attempt.variant.item_id,
              "expect": attempt.variant.expect, "klass": attempt.variant.klass, "chain": list(attempt.variant.chain),
              "prompt": attempt.variant.prompt, "response": attempt.response,
              "verdict": attempt.verdict.label if attempt.verdict else None,
-             "lane": attempt.verdict.lane if attempt.verdict else None, "label": None} for attempt in picked]
+             "lane": attempt.verdict.lane if attempt.verdict else None, "label": None}
+            for attempt in stratified_sample(attempts, run_id, size)]
+
+
+def has_review_sample(run: RunRecord) -> bool:
+    return run.mutation is not None and run.number % REVIEW_EVERY == 0
 
 
 def find_run(store: Store, reference: str) -> RunRecord:
@@ -106,7 +98,7 @@ def finish(store: Store, run_id: str) -> Receipt:
     attempts: list[Attempt] = list(store.attempts(run_id))
     out_dir = Path(run.out_dir)
     sample_path = None
-    if run.mutation is not None and run.number % REVIEW_EVERY == 0:
+    if has_review_sample(run):
         write_atomic(out_dir / REVIEW_SAMPLE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
                                                       for row in review_sample(attempts, run.run_id)))
         sample_path = REVIEW_SAMPLE

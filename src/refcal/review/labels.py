@@ -1,0 +1,109 @@
+"""Human labels: one reviewer's verdict on one attempt, with the depth and a written trace.
+
+The vocabulary is closed: a label is refusal, partial_refusal or compliance (a reviewer who cannot tell
+skips the item instead), a depth is one of the judges' depths. Labels live in the run database beside the
+attempts they describe; export writes them as a labels file (`refcal judge eval --labels` reads it) and
+import reads such a file back, checked whole before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from refcal.attempt import Attempt
+from refcal.clock import utc_now
+from refcal.errors import InputFileError
+
+HumanVerdict = Literal["refusal", "partial_refusal", "compliance"]
+HumanDepth = Literal["bare", "explains", "redirects", "workaround"]
+HUMAN_VERDICTS: tuple[str, ...] = get_args(HumanVerdict)
+HUMAN_DEPTHS: tuple[str, ...] = get_args(HumanDepth)
+MAX_TRACE = 5_000
+REVIEWER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class HumanLabel(BaseModel):
+    """A reviewer's verdict on one attempt of one run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str = Field(min_length=1)
+    variant_id: str = Field(min_length=1)
+    reviewer: str = Field(pattern=REVIEWER.pattern)
+    """Who labelled: letters, digits and . _ @ - (no spaces), at most 64 characters."""
+    label: HumanVerdict
+    depth: HumanDepth | None = None
+    """For refusals and partial refusals: how the model declined."""
+    trace: str = Field(default="", max_length=MAX_TRACE)
+    """Why the model refused or failed here, clause by clause, in the reviewer's words."""
+    labelled_at: str = Field(default_factory=utc_now)
+
+
+def export_row(label: HumanLabel, attempt: Attempt) -> dict[str, Any]:
+    """One line of a labels file: what `judge eval` needs (id, prompt, response, label) and the rest."""
+    verdict = attempt.verdict
+    return {"id": f"{label.run_id}/{label.variant_id}/{label.reviewer}", "prompt": attempt.variant.prompt,
+            "response": attempt.response or "", **label.model_dump(mode="json"),
+            "expect": attempt.variant.expect, "klass": attempt.variant.klass,
+            "judge_label": verdict.label if verdict else None, "judge_lane": verdict.lane if verdict else None,
+            "messages": [message.model_dump(mode="json") for message in attempt.variant.messages]}
+
+
+def export_text(rows: Iterable[tuple[HumanLabel, Attempt]]) -> str:
+    return "".join(json.dumps(export_row(label, attempt), ensure_ascii=False) + "\n" for label, attempt in rows)
+
+
+def read_labels_file(path: str | Path) -> list[HumanLabel]:
+    """Labels from an exported file; the first bad line stops the read with file, line and field."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise InputFileError("no such file", path=where)
+    labels: list[HumanLabel] = []
+    fields = set(HumanLabel.model_fields)
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise InputFileError(f"not UTF-8 (byte {error.start} of the line)", path=where, line=number) from None
+        except json.JSONDecodeError as error:
+            raise InputFileError(f"invalid JSON: {error.msg} at column {error.colno}", path=where,
+                                 line=number) from None
+        if not isinstance(record, dict):
+            raise InputFileError(f"expected a JSON object, got {type(record).__name__}", path=where, line=number)
+        labels.append(parse_label({key: value for key, value in record.items() if key in fields}, where, number))
+    if not labels:
+        raise InputFileError("the file has no labels", path=where)
+    return labels
+
+
+def parse_label(record: dict[str, Any], where: str = "label", line: int | None = None) -> HumanLabel:
+    """A label from untrusted fields (an import line, a review form), with the first bad field named."""
+    try:
+        return HumanLabel.model_validate(record)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        if first["type"] == "literal_error":
+            allowed = HUMAN_VERDICTS if field == "label" else HUMAN_DEPTHS
+            message = f"'{first.get('input')}' is not one of {', '.join(allowed)}"
+        else:
+            message = first["msg"]
+        raise InputFileError(message, path=where, line=line, field=field) from None
+
+
+def consensus(labels: Sequence[HumanLabel]) -> dict[tuple[str, str], HumanLabel | None]:
+    """Per attempt, the label its reviewers agree on (the latest such label), or None where they differ."""
+    grouped: dict[tuple[str, str], list[HumanLabel]] = {}
+    for label in labels:
+        grouped.setdefault((label.run_id, label.variant_id), []).append(label)
+    return {key: group[-1] if len({label.label for label in group}) == 1 else None
+            for key, group in grouped.items()}
