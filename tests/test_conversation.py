@@ -8,12 +8,16 @@ import pytest
 from helpers import stub_target
 
 from refcal.bench.items import Item
-from refcal.drills.conversation import conversations, run_conversation_async
+from refcal.drills.conversation import ScriptPrompter, conversations, run_conversation_async
 from refcal.drills.runner import direct_step
 from refcal.drills.scripts import shipped_scripts
 from refcal.judges import make_judge
 from refcal.pressure import SEED, pressure_metrics
 from refcal.targets.base import GenerationParams
+
+
+async def _ignore(attempt):
+    """Tests of one conversation keep the attempts they get back; nothing to record."""
 
 
 @pytest.mark.model
@@ -29,8 +33,9 @@ def test_a_shipped_script_on_the_embedded_model():
     async def run():
         async with make_target("llamacpp:smollm2", params=GenerationParams(max_tokens=48), concurrency=2) as target:
             step = direct_step(target, make_judge("markers"))
-            return await asyncio.gather(run_conversation_async(harmful, script, step),
-                                        run_conversation_async(benign, script, step, to_end=True))
+            prompter = ScriptPrompter(script)
+            return await asyncio.gather(run_conversation_async(harmful, prompter, step, _ignore),
+                                        run_conversation_async(benign, prompter, step, _ignore, to_end=True))
     harmful_run, benign_run = asyncio.run(run())
     assert benign_run[0].variant.move == SEED and len(benign_run) == script.turns  # ran to the end
     assert [attempt.variant.move for attempt in benign_run[1:]] == [move.kind for move in script.moves]
@@ -58,7 +63,8 @@ def test_a_target_failure_ends_the_conversation_as_an_error():
     async def run():
         with StubServer(reply) as stub:
             async with stub_target(stub.base_url, params=GenerationParams(max_tokens=8)) as target:
-                return await run_conversation_async(item, script, direct_step(target, make_judge("markers")))
+                return await run_conversation_async(item, ScriptPrompter(script),
+                                                    direct_step(target, make_judge("markers")), _ignore)
     record = asyncio.run(run())
     assert record[0].verdict.label == "refusal"
     assert record[-1].error and record[-1].verdict is None and len(record) == 2

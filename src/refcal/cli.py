@@ -23,10 +23,11 @@ from rich.table import Table
 from refcal.attempt import Attempt
 from refcal.bench import list_benches, load_bench
 from refcal.console import console, errors_console, fail
+from refcal.drills.attacker import Attacker, make_attacker, new_attacker
 from refcal.drills.mutators import select
 from refcal.drills.plan import MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
 from refcal.drills.runner import planned_count
-from refcal.drills.scripts import Script, load_scripts, shipped_scripts
+from refcal.drills.scripts import MAX_TURNS, MIN_TURNS, PRESSURE_KINDS, Script, load_scripts, shipped_scripts
 from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
 from refcal.errors import (
     BenchError,
@@ -100,6 +101,13 @@ def drill(
     scripts: Annotated[str | None, typer.Option(help="Slow drill: 'all', shipped script names (comma-separated), "
                                                      "or a .yaml/.json script file.")] = None,
     to_end: Annotated[bool, typer.Option("--to-end", help="Slow drill: keep pressing after a break.")] = False,
+    attacker: Annotated[str | None, typer.Option(help="Slow drill in attacker mode: the target spec that writes the "
+                                                      "user's turns (may be the drilled model itself).")] = None,
+    attacker_turns: Annotated[int, typer.Option(help=f"Attacker mode: turns in all, the seed included "
+                                                     f"({MIN_TURNS}–{MAX_TURNS}).")] = 5,
+    attacker_kinds: Annotated[str | None, typer.Option(help="Attacker mode: pressure kinds it may apply, in "
+                                                            f"escalation order (default all: "
+                                                            f"{','.join(PRESSURE_KINDS)}).")] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
@@ -114,14 +122,16 @@ def drill(
                 the_judge = make_judge(run.judge_name, the_judge_target,
                                        Path(run.judge_head) if run.judge_head else None)
                 check_resumable(run, the_target, the_judge)
+                the_attacker = make_attacker(run.attacker) if run.attacker else None
                 plan: Callable[[], RunRecord] = lambda: run  # noqa: E731
             else:
                 the_bench = load_bench(bench, _parse_mapping(columns, "--columns"),
                                        _parse_mapping(expect_map, "--expect-map"))
                 mutation = _mutation_plan(mutators, per_item, depth, seed)
                 the_scripts = _scripts(scripts)
-                if the_scripts and (mutation or replay):
-                    raise ValueError("--scripts (a slow drill) cannot be combined with --mutators or --replay")
+                if sum(bool(mode) for mode in (the_scripts, attacker, mutation or replay)) > 1:
+                    raise ValueError("choose one of --scripts, --attacker (slow drills) and --mutators/--replay")
+                the_attacker = _attacker(attacker, attacker_turns, attacker_kinds) if attacker else None
                 if mutation is not None:
                     check_plan(the_bench, mutation)  # before the target starts
                 if replay is not None:
@@ -139,9 +149,9 @@ def drill(
                                    judge_target=the_judge_target.description if the_judge_target else None,
                                    judge_head=str(head.resolve()) if head else None,
                                    mutation=None if replay else mutation, replay=replay, scripts=the_scripts,
-                                   to_end=to_end)
+                                   attacker=the_attacker.plan if the_attacker else None, to_end=to_end)
 
-            code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target))
+            code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target, the_attacker))
     except KeyboardInterrupt:
         raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
@@ -179,22 +189,32 @@ def _scripts(spec: str | None) -> tuple[Script, ...] | None:
     return tuple(shipped[name] for name in names)
 
 
+def _attacker(spec: str, turns: int, kinds: str | None) -> Attacker:
+    if not MIN_TURNS <= turns <= MAX_TURNS:
+        raise ValueError(f"--attacker-turns must be {MIN_TURNS} to {MAX_TURNS}, got {turns}")
+    chosen = tuple(kind.strip() for kind in kinds.split(",") if kind.strip()) if kinds else PRESSURE_KINDS
+    unknown = [kind for kind in chosen if kind not in PRESSURE_KINDS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown pressure kinds {unknown} (known: {', '.join(PRESSURE_KINDS)})")
+    return new_attacker(spec, turns, chosen)
+
+
 def _judge_target(spec: str | None) -> Target | None:
     return make_judge_target(spec) if spec else None
 
 
 async def _drill_async(store: Store, target: Target, judge: Judge, plan: Callable[[], RunRecord],
-                       judge_target: Target | None = None) -> int:
+                       judge_target: Target | None = None, attacker: Attacker | None = None) -> int:
     """Start the targets first (fail fast), only then record the run, drill, and summarise."""
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(target)
-        if judge_target is not None:
-            await stack.enter_async_context(judge_target)
+        for started in (target, judge_target, attacker.target if attacker else None):
+            if started is not None:
+                await stack.enter_async_context(started)
         run = plan()
         console.print(f"run [b]{run.run_id}[/b]: {run.bench_name} ({run.bench_digest[:19]}…) on "
                       f"{run.target_spec}, judge {run.judge_name} {escape(run.judge_version)}", highlight=False)
         with _progress(planned_count(run), store.count_attempts(run.run_id)) as advance:
-            receipt = await drill_async(run, target, judge, store, advance)
+            receipt = await drill_async(run, target, judge, store, advance, attacker)
     print_summary(receipt, console)
     out_dir = Path(run.out_dir)
     console.print(f"receipt: {out_dir / 'receipt.json'}   report: {out_dir / 'report.html'}", highlight=False)

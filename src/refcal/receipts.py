@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from refcal import __version__
 from refcal.attempt import Attempt
 from refcal.bench.items import Bench, Item
+from refcal.drills.attacker import AttackerPlan
 from refcal.drills.plan import MutationPlan
 from refcal.drills.runner import planned_count
 from refcal.metrics import Metrics, compute_metrics
@@ -59,6 +60,8 @@ class PlanInfo(BaseModel):
     """The review sample this drill wrote (every third drill), relative to the run folder."""
     scripts: list[str] | None = None
     """Slow drills: the scripts' names (the scripts themselves are in the run database)."""
+    attacker: AttackerPlan | None = None
+    """Slow drills in attacker mode: the attacker's target, fingerprint, prompt version, turns and kinds."""
     to_end: bool = False
 
 
@@ -101,7 +104,8 @@ def build_receipt(run: RunRecord, attempts: list[Attempt],
         judge=JudgeInfo(name=run.judge_name, version=run.judge_version, human_agreement=human_agreement),
         plan=PlanInfo(variants=planned_count(run), limit=run.limit, concurrency=run.concurrency, cache=run.use_cache,
                       mutation=run.mutation, replay=run.replay, number=run.number, review_sample=review_sample,
-                      scripts=[script.name for script in run.scripts] if run.scripts else None, to_end=run.to_end),
+                      scripts=[script.name for script in run.scripts] if run.scripts else None,
+                      attacker=run.attacker, to_end=run.to_end),
         counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
                       errors=sum(attempt.is_error for attempt in attempts),
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from refcal.attempt import Attempt
 from refcal.clock import utc_now
+from refcal.drills.attacker import AttackerPlan
 from refcal.drills.plan import MutationPlan
 from refcal.drills.scripts import Script
 from refcal.errors import StoreError
@@ -101,6 +102,8 @@ class RunRecord(BaseModel):
     """The one variant id a --replay run re-sends."""
     scripts: tuple[Script, ...] | None = None
     """Slow drills: the scripts each item is put through (kept whole, so resume needs no file)."""
+    attacker: AttackerPlan | None = None
+    """Slow drills in attacker mode: the target that writes the user's turns, its prompt version and turns."""
     to_end: bool = False
     """Slow drills: keep pressing after a break instead of stopping there."""
     number: int = 1

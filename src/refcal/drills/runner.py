@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from refcal.attempt import Attempt
 from refcal.bench.items import Item
 from refcal.bench.loaders import finish_bench
-from refcal.drills.conversation import run_conversation_async
+from refcal.drills.attacker import Attacker
+from refcal.drills.conversation import Prompter, ScriptPrompter, run_conversation_async
 from refcal.drills.plan import Variant, drill_order, plan_variants, request_key
-from refcal.errors import TargetError
+from refcal.errors import StoreError, TargetError
 from refcal.judges.base import Judge, Verdict
 from refcal.store import GroupCommitWriter, RunRecord, Store, utc_now
 from refcal.targets.base import Completion, Target
@@ -32,18 +33,19 @@ def planned_count(run: RunRecord) -> int:
     """Variants a run sends (for a slow drill: turns if no conversation stops early)."""
     if run.replay is not None:
         return 1
-    if run.scripts:
-        items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
-        return items * sum(script.turns for script in run.scripts)
     items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
+    if run.scripts:
+        return items * sum(script.turns for script in run.scripts)
+    if run.attacker:
+        return items * run.attacker.turns
     return items * (1 + (run.mutation.per_item if run.mutation else 0))
 
 
 async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
-                          on_attempt: AttemptCallback | None = None) -> None:
-    """Send every remaining variant of `run` exactly once; the target must already be started."""
-    if run.scripts:
-        await run_slow_drill_async(run, target, judge, store, on_attempt)
+                          on_attempt: AttemptCallback | None = None, attacker: Attacker | None = None) -> None:
+    """Send every remaining variant of `run` exactly once; the target (and attacker) must already be started."""
+    if run.scripts or run.attacker:
+        await run_slow_drill_async(run, target, judge, store, on_attempt, attacker)
         return
     variants = remaining_variants(run, store)
     fingerprint_key = target.fingerprint.key
@@ -79,32 +81,43 @@ async def _run_workers(run: RunRecord, store: Store, writer: GroupCommitWriter,
 
 
 async def run_slow_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
-                               on_attempt: AttemptCallback | None = None) -> None:
-    """Put every item through every script, conversations in parallel, turns committed as they land.
-    On resume, a turn already recorded is read back instead of sent, so each turn is sent once."""
+                               on_attempt: AttemptCallback | None = None, attacker: Attacker | None = None) -> None:
+    """Put every item through every script (or the attacker), conversations in parallel, turns committed
+    as they land. On resume, a turn already recorded is read back instead of sent, so each turn is sent once."""
     bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
     items = drill_order(bench.items)
     items = items if run.limit is None else items[:run.limit]
+    prompters = _prompters(run, attacker)
     recorded = {attempt.variant.id: attempt for attempt in store.attempts(run.run_id)}
-    work = iter([(item, script) for item in items for script in run.scripts or ()])
+    work = iter([(item, prompter) for item in items for prompter in prompters])
     send = direct_step(target, judge, store if run.use_cache else None)
     writer = GroupCommitWriter(store.path)
 
-    async def step(variant: Variant) -> Attempt:
-        if variant.id in recorded:
-            return recorded[variant.id]
-        attempt = await send(variant)
+    async def record(attempt: Attempt) -> None:
         await writer.record_async(run.run_id, attempt,
-                                  cache_key=request_key(target.fingerprint.key, variant.messages))
+                                  cache_key=request_key(target.fingerprint.key, attempt.variant.messages))
         if on_attempt is not None:
             on_attempt(attempt)
+
+    async def step(variant: Variant) -> Attempt:
+        attempt = await send(variant)
+        await record(attempt)
         return attempt
 
     async def worker() -> None:
-        for item, script in work:
-            await run_conversation_async(item, script, step, run.to_end)
+        for item, prompter in work:
+            await run_conversation_async(item, prompter, step, record, run.to_end, recorded)
 
     await _run_workers(run, store, writer, worker)
+
+
+def _prompters(run: RunRecord, attacker: Attacker | None) -> list[Prompter]:
+    if run.attacker is None:
+        return [ScriptPrompter(script) for script in run.scripts or ()]
+    if attacker is None or attacker.plan != run.attacker:
+        raise StoreError(f"run {run.run_id} is an attacker drill: give it the attacker it was planned with "
+                         f"({run.attacker.spec})")
+    return [attacker]
 
 
 def direct_step(target: Target, judge: Judge, cache: Store | None = None) -> Callable[[Variant], Awaitable[Attempt]]:

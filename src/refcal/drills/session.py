@@ -10,6 +10,7 @@ from pathlib import Path
 
 from refcal.attempt import Attempt
 from refcal.bench.items import Bench
+from refcal.drills.attacker import Attacker, AttackerPlan
 from refcal.drills.plan import MutationPlan, check_plan
 from refcal.drills.runner import AttemptCallback, run_drill_async
 from refcal.drills.scripts import Script
@@ -33,14 +34,15 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
             out_dir: Path | None = None, limit: int | None = None, concurrency: int = 4,
             use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None,
             judge_head: str | None = None, mutation: MutationPlan | None = None,
-            replay: str | None = None, scripts: tuple[Script, ...] | None = None, to_end: bool = False) -> RunRecord:
+            replay: str | None = None, scripts: tuple[Script, ...] | None = None,
+            attacker: AttackerPlan | None = None, to_end: bool = False) -> RunRecord:
     """Record a new run (before any request), and point its output directory at it."""
     run = RunRecord(bench_name=bench.name, bench_digest=bench.digest, bench_origin=bench.origin,
                     items=[item.model_dump(mode="json") for item in bench.items], target_spec=target_spec,
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
                     judge_name=judge.name, judge_version=judge.version, judge_target=judge_target,
                     judge_head=judge_head, limit=limit, concurrency=concurrency, use_cache=use_cache, out_dir="",
-                    mutation=mutation, replay=replay, scripts=scripts, to_end=to_end)
+                    mutation=mutation, replay=replay, scripts=scripts, attacker=attacker, to_end=to_end)
     if mutation is not None:
         check_plan(bench, mutation)
         earlier = [other for other in store.list_runs() if other.mutation is not None
@@ -86,9 +88,9 @@ def check_resumable(run: RunRecord, target: Target, judge: Judge) -> None:
 
 
 async def drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
-                      on_attempt: AttemptCallback | None = None) -> Receipt:
-    """Send what remains of `run` (target already started), then write receipt and report."""
-    await run_drill_async(run, target, judge, store, on_attempt)
+                      on_attempt: AttemptCallback | None = None, attacker: Attacker | None = None) -> Receipt:
+    """Send what remains of `run` (targets already started), then write receipt and report."""
+    await run_drill_async(run, target, judge, store, on_attempt, attacker)
     return finish(store, run.run_id)
 
 
