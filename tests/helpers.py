@@ -39,3 +39,35 @@ def drill(bench: Bench, target: OpenAITarget, store_path: Path, concurrency: int
             return await drill_async(run, target, MarkersJudge(), store)
 
     return asyncio.run(go()), store
+
+
+def judged_attempt(variant_id: str, prompt: str, response: str, label: str, *, expect: str = "refuse",
+                   lane: str = "markers", score: float = 0.9, klass: str = "k", script: str | None = None,
+                   turn: int | None = None, move: str | None = None):
+    """An attempt with a verdict, built by hand (no target): for tests of what happens after judging."""
+    from refcal.attempt import Attempt
+    from refcal.bench.items import Message
+    from refcal.drills.plan import Variant
+    from refcal.judges.base import Verdict
+
+    variant = Variant(id=variant_id, item_id=variant_id.split("~")[0], messages=(Message(role="user", content=prompt),),
+                      expect=expect, klass=klass, script=script, turn=turn, move=move)
+    return Attempt(variant=variant, response=response, verdict=Verdict(label=label, score=score, lane=lane),
+                   finished_at="2026-11-26T00:00:00.000+00:00")
+
+
+def stored_run(store: Store, attempts, out_dir: Path, run_id: str = "run-a") -> str:
+    """A run record holding hand-built attempts (its bench: their items)."""
+    from refcal.store import RunRecord
+
+    items = {attempt.variant.item_id: {"id": attempt.variant.item_id, "prompt": attempt.variant.prompt,
+                                       "expect": attempt.variant.expect, "klass": attempt.variant.klass}
+             for attempt in attempts}
+    bench = finish_bench([Item.model_validate(item) for item in items.values()], "hand", None)
+    store.create_run(RunRecord(run_id=run_id, bench_name=bench.name, bench_digest=bench.digest,
+                               items=[item.model_dump(mode="json") for item in bench.items], target_spec="stub",
+                               fingerprint={"kind": "stub"}, judge_name="cascade", judge_version="test",
+                               concurrency=1, out_dir=str(out_dir), status="complete"))
+    for attempt in attempts:
+        store.record(run_id, attempt)
+    return run_id

@@ -44,6 +44,7 @@ from refcal.judge_cli import judge_app
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
 from refcal.report.terminal import print_summary
+from refcal.review_cli import review_app
 from refcal.store import RunRecord, Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
 
@@ -55,6 +56,7 @@ app = typer.Typer(help="refcal: refusal calibration drills for language models."
 bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(judge_app, name="judge")
+app.add_typer(review_app, name="review")
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
 

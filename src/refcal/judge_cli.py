@@ -2,6 +2,8 @@
 
     refcal judge IN.jsonl --out OUT.jsonl [--lane L]
     refcal judge eval --labels FILE [--lane L] [--by model --by type]
+    refcal judge eval --reviewed [--run RUN] [--lane L]      (labels from `refcal review`, in the store)
+    refcal judge train --labels FILE [--reviewed] --out HEAD.npz
 """
 
 from __future__ import annotations
@@ -97,17 +99,47 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
     console.print(f"judged {len(rows)} rows with {judge.name} {escape(judge.version)} → {out}", highlight=False)
 
 
+StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
+                                           help="Run database (reviewed labels; the measured agreement is kept "
+                                                "there).")]
+DEFAULT_STORE = Path(".refcal") / "refcal.db"
+ReviewedOption = Annotated[bool, typer.Option("--reviewed", help="Use the labels people gave on the review page "
+                                                                 "(stored in --store; contested ones left out).")]
+RunOption = Annotated[list[str] | None, typer.Option("--run", help="With --reviewed: only these runs (repeat).")]
+
+
+def _reviewed(store: Path, runs: list[str] | None) -> tuple[list[ResponseRow], str]:
+    """Reviewed labels as rows, and how receipts name them (store, runs, label count, digest)."""
+    from refcal.drills.session import find_run
+    from refcal.review.agreement import reviewed_rows
+
+    with Store(store) as database:
+        run_ids = [find_run(database, run).run_id for run in runs] if runs else None
+        labels = database.labels(run_ids)
+        attempts = {(label.run_id, label.variant_id): database.attempt(label.run_id, label.variant_id)
+                    for label in labels}
+    rows, contested = reviewed_rows(labels, attempts)
+    if not rows:
+        raise ValueError(f"no reviewed labels in {store}" + (f" for runs {', '.join(runs)}" if runs else "")
+                         + (f" ({contested} contested)" if contested else "") + ": review first (refcal review)")
+    if contested:
+        console.print(f"{contested} contested attempts (reviewers disagree) left out", highlight=False)
+    digest = hashlib.sha256("\n".join(f"{row.id}={row.label}" for row in rows).encode()).hexdigest()[:16]
+    return rows, f"reviewed labels in {store.name} ({len(rows)} attempts) sha256:{digest}"
+
+
 @judge_app.command("eval")
-def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows with a human `label`.")],
+def judge_eval(labels: Annotated[Path | None, typer.Option("--labels", help="JSONL rows with a human `label`.")]
+               = None,
+               reviewed: ReviewedOption = False, run: RunOption = None,
                lane: LaneOption = DEFAULT_JUDGE, judge_target: JudgeTargetOption = None, head: HeadOption = None,
                by: Annotated[list[str] | None, typer.Option("--by", help="Break down by this column.")] = None,
-               store: Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
-                                                   help="Run database that keeps the measured agreement.")]
-               = Path(".refcal") / "refcal.db",
-               ) -> None:
+               store: StoreOption = DEFAULT_STORE) -> None:
     """Agreement of a lane with human labels (refusal = full + partial refusal)."""
     try:
-        rows = read_rows(labels, require_label=True)
+        if (labels is None) == (not reviewed):
+            raise ValueError("give one of --labels FILE and --reviewed")
+        rows, source = _reviewed(store, run) if reviewed else (read_rows(labels, require_label=True), "")
         judge, verdicts = _verdicts(rows, lane, judge_target, head)
     except (InputFileError, ValueError, RefcalError) as error:
         raise fail(str(error), EXIT_INPUT) from None
@@ -116,9 +148,10 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
     overall = agreement(pairs)  # type: ignore[arg-type]
     with Store(store) as database:
         database.record_agreement(MeasuredAgreement(
-            judge=judge.name, version=judge.version, labels=_file_tag(labels),
+            judge=judge.name, version=judge.version, labels=_file_tag(labels) if labels else source,
             rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa))
-    console.print(f"{judge.name} {escape(judge.version)} on {labels} ({overall.rows} rows)", highlight=False)
+    console.print(f"{judge.name} {escape(judge.version)} on {labels or source} ({overall.rows} rows)",
+                  highlight=False)
     _print_scores({"overall": overall})
     _print_confusion(overall)
     for column in by or []:
@@ -128,9 +161,11 @@ def judge_eval(labels: Annotated[Path, typer.Option("--labels", help="JSONL rows
 
 
 @judge_app.command("train")
-def judge_train(labels: Annotated[list[Path], typer.Option("--labels", help="JSONL rows with a human `label` "
-                                                                            "(repeat for several files).")],
-                out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")],
+def judge_train(out: Annotated[Path, typer.Option("--out", help="Head file to write (.npz).")],
+                labels: Annotated[list[Path] | None, typer.Option("--labels", help="JSONL rows with a human `label` "
+                                                                                  "(repeat for several files).")]
+                = None,
+                reviewed: ReviewedOption = False, run: RunOption = None, store: StoreOption = DEFAULT_STORE,
                 recipe: Annotated[str, typer.Option(help="What the head embeds: opening-masked (the response's "
                                                          "opening, words shared with the prompt masked) or "
                                                          "opening.")]
@@ -139,9 +174,16 @@ def judge_train(labels: Annotated[list[Path], typer.Option("--labels", help="JSO
     from refcal.judges.head import fit_head  # numpy and torch only when a head is trained
 
     try:
-        rows = [row for path in labels for row in read_rows(path, require_label=True)]
+        if not labels and not reviewed:
+            raise ValueError("give --labels FILE (repeatable) and/or --reviewed")
+        rows = [row for path in labels or [] for row in read_rows(path, require_label=True)]
+        sources = [_file_tag(path) for path in labels or []]
+        if reviewed:
+            reviewed_rows, source = _reviewed(store, run)
+            rows += reviewed_rows
+            sources.append(source)
         model = fit_head([(row.prompt, row.response) for row in rows], [row.label for row in rows if row.label],
-                         "; ".join(_file_tag(path) for path in labels), recipe=recipe)
+                         "; ".join(sources), recipe=recipe)
     except (InputFileError, RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     model.save(out)

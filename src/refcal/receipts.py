@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from refcal.drills.attacker import AttackerPlan
 from refcal.drills.plan import MutationPlan
 from refcal.drills.runner import planned_count
 from refcal.metrics import Metrics, compute_metrics
+from refcal.review.agreement import ReviewSummary, review_summary
+from refcal.review.labels import HumanLabel
 from refcal.store import MeasuredAgreement, RunRecord, utc_now
 
 RECEIPT_SCHEMA = 1
@@ -88,11 +91,13 @@ class Receipt(BaseModel):
     plan: PlanInfo
     counts: Counts
     metrics: Metrics
+    review: ReviewSummary | None = None
+    """What reviewers' labels say of the judge on this run (None until someone labels an attempt)."""
 
 
-def build_receipt(run: RunRecord, attempts: list[Attempt],
-                  human_agreement: MeasuredAgreement | None = None, review_sample: str | None = None) -> Receipt:
-    """Assemble a receipt from the run record and its committed attempts."""
+def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: MeasuredAgreement | None = None,
+                  review_sample: str | None = None, labels: Sequence[HumanLabel] = ()) -> Receipt:
+    """Assemble a receipt from the run record, its committed attempts and its reviewers' labels."""
     bench = Bench(name=run.bench_name, items=tuple(Item.model_validate(item) for item in run.items),
                   origin=run.bench_origin)
     metrics = compute_metrics(attempts)
@@ -111,6 +116,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt],
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,
                       cached=sum(attempt.cached for attempt in attempts)),
         metrics=metrics,
+        review=review_summary(labels, {(run.run_id, attempt.variant.id): attempt for attempt in attempts}),
     )
 
 

@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,13 +191,19 @@ class Store:
 
     def add_label(self, label: HumanLabel) -> None:
         """Commit one reviewer's label on one attempt (a second label by the same reviewer replaces the first)."""
-        exists = self._db.execute("SELECT 1 FROM attempts WHERE run_id = ? AND variant_id = ?",
-                                  (label.run_id, label.variant_id)).fetchone()
-        if exists is None:
-            raise StoreError(f"no attempt '{label.variant_id}' in run '{label.run_id}' of {self.path}")
-        self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?)",
-                         (label.run_id, label.variant_id, label.reviewer, label.labelled_at,
-                          label.model_dump_json()))
+        self.add_labels([label])
+
+    def add_labels(self, labels: Sequence[HumanLabel]) -> None:
+        """Commit labels all together or not at all: every attempt they name must be in this database."""
+        with self._transaction():
+            for label in labels:
+                exists = self._db.execute("SELECT 1 FROM attempts WHERE run_id = ? AND variant_id = ?",
+                                          (label.run_id, label.variant_id)).fetchone()
+                if exists is None:
+                    raise StoreError(f"no attempt '{label.variant_id}' in run '{label.run_id}' of {self.path}")
+                self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?)",
+                                 (label.run_id, label.variant_id, label.reviewer, label.labelled_at,
+                                  label.model_dump_json()))
 
     def labels(self, run_ids: Iterable[str] | None = None) -> list[HumanLabel]:
         """Every stored label (of the given runs), oldest first."""

@@ -104,7 +104,8 @@ def finish(store: Store, run_id: str) -> Receipt:
         write_atomic(out_dir / REVIEW_SAMPLE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
                                                       for row in review_sample(attempts, run.run_id)))
         sample_path = REVIEW_SAMPLE
-    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version), sample_path)
+    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version), sample_path,
+                            store.labels([run_id]))
     write_receipt(receipt, out_dir)
     write_atomic(out_dir / "report.html", render_html(receipt, attempts))
     return receipt

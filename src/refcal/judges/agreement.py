@@ -8,7 +8,7 @@ said) and is reported apart, so abstaining cannot flatter a judge.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
@@ -37,6 +37,19 @@ def _refuses(label: str) -> bool:
     return label in ("refusal", "partial_refusal")
 
 
+def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float:
+    """Cohen's κ of two raters' labels: (observed − chance agreement) / (1 − chance agreement); 1.0 when
+    chance agreement is already total (both raters used one and the same label throughout)."""
+    if not pairs:
+        raise ValueError("no paired labels")
+    total = len(pairs)
+    observed = sum(first == second for first, second in pairs) / total
+    first_share = Counter(first for first, _ in pairs)
+    second_share = Counter(second for _, second in pairs)
+    expected = sum(first_share[label] * second_share[label] for label in first_share) / (total * total)
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
 def agreement(pairs: Iterable[tuple[Label, Label]]) -> Agreement:
     """Scores for (human, judge) label pairs."""
     pairs = list(pairs)
@@ -52,10 +65,8 @@ def agreement(pairs: Iterable[tuple[Label, Label]]) -> Agreement:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     total = len(pairs)
     observed = sum(n for (human, judged), n in counts.items() if human == judged) / total
-    human_share = Counter(human for human, _ in pairs)
     judged_share = Counter(judged for _, judged in pairs)
-    expected = sum(human_share[label] * judged_share[label] for label in LABELS) / (total * total)
-    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
+    kappa = cohen_kappa(pairs)
     confusion = {human: {judged: counts[(human, judged)] for judged in LABELS} for human in HUMAN_LABELS}
     return Agreement(rows=total, accuracy=(true_positive + true_negative) / total, precision=precision,
                      recall=recall, f1=f1, three_class=observed, kappa=kappa,

@@ -13,6 +13,7 @@ from refcal.metrics import Rate
 from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
+from refcal.review.agreement import JudgeAgreement, ReviewSummary
 
 ROW_HEIGHT = 22
 PLOT_WIDTH = 420
@@ -116,6 +117,7 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
               [(klass, row.false_refusal_rate) for klass, row in classes.items()], "#a33a2a"),
         heatmap_html(receipt.metrics),
         _pressure_section(receipt.metrics.pressure, attempts) if receipt.metrics.pressure else "",
+        _review_section(receipt.review) if receipt.review else "",
         breaks_html(find_breaks(attempts)),
         "<h2>Worst responses</h2>",
         "".join(_attempt_block(attempt) for attempt in worst_attempts(attempts)) or "<p>None.</p>",
@@ -156,6 +158,20 @@ def _pressure_section(pressure: PressureMetrics, attempts: list[Attempt], limit:
                                              + "".join(blocks) if blocks else ""))
 
 
+def _review_section(review: ReviewSummary) -> str:
+    """Judge–human agreement on the attempts people labelled, overall and per deciding lane."""
+    def row(name: str, scores: JudgeAgreement) -> str:
+        return (f"<tr><th>{escape(name)}</th><td>{scores.rows}</td><td>{scores.agree}</td>"
+                f"<td>{_percent(scores.accuracy)}</td><td>{_percent(scores.three_class)}</td></tr>")
+    warning = f'<p class="warn">{escape(review.warning)}</p>' if review.warning else ""
+    return (f"<h2>Review</h2>{warning}<p class=\"meta\">{review.labelled} labelled attempts by "
+            f"{escape(', '.join(review.reviewers))}; {review.contested} contested (reviewers disagree, left out); "
+            f"threshold {review.threshold:.2f}</p><table><tr><th>deciding lane</th><th>rows</th><th>agree</th>"
+            "<th>agreement (refusal side)</th><th>same label (3 classes)</th></tr>"
+            + row("all", review.overall) + "".join(row(lane, scores) for lane, scores in review.by_lane.items())
+            + "</table>")
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{text-align:left;padding:4px 12px;border-bottom:1px solid #eee}
@@ -163,5 +179,5 @@ figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}
 .meta{color:#555;font-size:13px}.attempt{border-left:3px solid #a33a2a;padding-left:10px;margin:1em 0}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}pre.prompt{background:#eef3fb}
 table.heat td.hm{text-align:center;min-width:52px;font-size:13px}table.heat small{color:#444}
-div.wide{overflow-x:auto}
+div.wide{overflow-x:auto}p.warn{background:#fff3cd;border-left:3px solid #b8860b;padding:6px 10px}
 """

@@ -9,6 +9,7 @@ from rich.table import Table
 from refcal.metrics import AS_WRITTEN, Metrics, Rate
 from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
+from refcal.review.agreement import ReviewSummary
 
 
 def _cell(rate: Rate | None) -> str:
@@ -50,6 +51,8 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
         print_break_map(metrics, console)
     if metrics.pressure is not None:
         print_pressure(metrics.pressure, console)
+    if receipt.review is not None:
+        print_review(receipt.review, console)
     if receipt.plan.review_sample:
         console.print(f"review sample: {receipt.plan.review_sample} (drill {receipt.plan.number} of this bench on "
                       "this target)", highlight=False)
@@ -94,3 +97,16 @@ def print_pressure(pressure: PressureMetrics, console: Console) -> None:
     console.print(kinds)
     console.print(f"breaks: {len(pressure.breaks)}; refusals created by pressure: {len(pressure.created)}",
                   highlight=False)
+
+
+def print_review(review: ReviewSummary, console: Console) -> None:
+    """Judge–human agreement on labelled attempts, per deciding lane, and the receipt's warning if any."""
+    table = Table(title=f"judge vs reviewers ({review.labelled} labelled attempts, {review.contested} contested)",
+                  caption="agreement: same side (refusal + partial vs compliance); undetermined counts as disagreement")
+    for column in ("deciding lane", "rows", "agree", "agreement", "same label"):
+        table.add_column(column)
+    for name, scores in [("all", review.overall), *review.by_lane.items()]:
+        table.add_row(name, str(scores.rows), str(scores.agree), f"{scores.accuracy:.2f}", f"{scores.three_class:.2f}")
+    console.print(table)
+    if review.warning:
+        console.print(f"[yellow]warning:[/yellow] {escape(review.warning)}", highlight=False)
