@@ -43,6 +43,7 @@ from refcal.errors import (
 from refcal.judge_cli import judge_app
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
+from refcal.receipts import write_atomic
 from refcal.report.terminal import print_summary
 from refcal.review_cli import review_app
 from refcal.store import RunRecord, Store
@@ -57,6 +58,8 @@ bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(judge_app, name="judge")
 app.add_typer(review_app, name="review")
+scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
+app.add_typer(scripts_app, name="scripts")
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
 
@@ -302,6 +305,40 @@ def bench_show(
     console.print(table)
     for item in loaded.items[:items]:
         console.print(f"{item.id} [{item.expect}, {item.klass}] {item.prompt}", highlight=False, markup=False)
+
+
+@scripts_app.command("list")
+def scripts_list() -> None:
+    """The shipped scripts: name, turns, the kinds of their moves."""
+    table = Table("name", "turns", "moves", "note")
+    for script in shipped_scripts():
+        table.add_row(script.name, str(script.turns), " → ".join(move.kind for move in script.moves), script.note)
+    console.print(table)
+
+
+@scripts_app.command("ground")
+def scripts_ground(logs: Annotated[list[Path], typer.Argument(help="JSONL logs of chat exchanges (OpenAI shape).")],
+                   out: Annotated[Path, typer.Option("--out", help="Script file to write (.yaml).")],
+                   prefix: Annotated[str, typer.Option(help="Name prefix of the scripts.")] = "grounded") -> None:
+    """Write scripts from real users' follow-ups in logs (redacted), for `refcal drill --scripts FILE`."""
+    from refcal.drills.grounding import ground, scripts_yaml
+
+    missing = [str(path) for path in logs if not path.is_file()]
+    if missing:
+        raise fail(f"no such file: {', '.join(missing)}", EXIT_INPUT)
+    grounded = ground(logs, prefix)
+    for line in grounded.skipped_lines[:5]:
+        errors_console.print(f"skipped {line}", highlight=False, markup=False)
+    if len(grounded.skipped_lines) > 5:
+        errors_console.print(f"… and {len(grounded.skipped_lines) - 5} more unreadable lines", highlight=False)
+    kinds = ", ".join(f"{kind} {count}" for kind, count in grounded.classified.most_common()) or "none"
+    console.print(f"{grounded.follow_ups} follow-ups, {sum(grounded.classified.values())} classified ({kinds})",
+                  highlight=False)
+    if not grounded.scripts:
+        raise fail("no script could be built: a script needs two or more classified follow-ups", EXIT_INPUT)
+    write_atomic(out, scripts_yaml(grounded.scripts))
+    load_scripts(out)  # what was written must read back as scripts
+    console.print(f"wrote {len(grounded.scripts)} scripts → {out}", highlight=False)
 
 
 def main() -> None:
