@@ -177,3 +177,41 @@ def test_a_bad_labels_file_names_the_line_and_stores_nothing(tmp_path):
     assert result.returncode == 2 and "no attempt 'missing'" in result.stderr
     with Store(tmp_path / "a.db") as store:
         assert store.labels() == []
+
+
+def test_the_review_command_serves_commits_and_rewrites_the_receipt_on_exit(tmp_path):
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with Store(tmp_path / "a.db") as store:
+        stored_run(store, _attempts(), tmp_path / "out")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "refcal.cli", "review", "--store", str(tmp_path / "a.db"),
+                               "--reviewer", "dana", "--port", str(port), "--size", "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                page = httpx.get(base + "/")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert page.status_code == 200 and "0 of 3 labelled" in page.text
+        with Store(tmp_path / "a.db") as store:
+            first = draw_queue(store, ["run-a"], "dana", size=3)[0]
+        saved = httpx.post(base + "/label", data={"run_id": "run-a", "variant_id": first.variant_id,
+                                                  "label": "compliance", "trace": "answers in full"})
+        assert saved.status_code == 303
+        assert "1 of 3 labelled" in httpx.get(base + "/").text
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, errors = server.communicate(timeout=30)
+    assert "3 attempts to review for dana" in out and "http://127.0.0.1:" in out, errors
+    receipt = json.loads((tmp_path / "out" / "receipt.json").read_text())
+    assert receipt["review"]["reviewers"] == ["dana"] and receipt["review"]["labelled"] == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import re
 import secrets
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -35,10 +36,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 class _DefaultToServe(TyperGroup):
     """`refcal review [RUN…]` runs the page; export, import and agreement stay subcommands."""
 
-    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
-        if not args or args[0] not in self.commands:
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["serve", *args]
-        return super().resolve_command(ctx, args)
+        return super().parse_args(ctx, args)
 
 
 review_app = typer.Typer(cls=_DefaultToServe, help="`refcal review [RUN…] [--reviewer NAME] [--second-opinion] "
@@ -91,7 +92,7 @@ def review_serve(runs: RunsArgument = None,
     except StoreError as error:
         raise fail(str(error), EXIT_INPUT) from None
     token = None if host in LOCAL_HOSTS else secrets.token_urlsafe(24)
-    shown = f"[{host}]" if ":" in host else host
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     console.print(f"{len(picks)} attempts to review for {name} from {', '.join(run_ids)}", highlight=False)
     console.print(f"open http://{shown}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl+C to stop)",
                   highlight=False, soft_wrap=True)
@@ -99,8 +100,11 @@ def review_serve(runs: RunsArgument = None,
         serve(ReviewSession(database, name, picks), host=host, port=port, token=token)
     finally:
         for run_id in run_ids:
-            if database.labels([run_id]) and Path(database.get_run(run_id).out_dir).is_dir():
-                finish(database, run_id)
+            if database.labels([run_id]):
+                receipt = finish(database, run_id)
+                console.print(f"rewrote {Path(database.get_run(run_id).out_dir) / 'receipt.json'}"
+                              + (f" — {receipt.review.warning}" if receipt.review and receipt.review.warning else ""),
+                              highlight=False)
         database.close()
 
 
