@@ -88,3 +88,29 @@ def test_missing_embedding_package_names_it(monkeypatch):
     monkeypatch.setattr(embedding, "EMBEDDING_PACKAGE", "no-such-package-xyz")
     with pytest.raises(MissingExtraError, match="no-such-package-xyz"):
         embedding.embedding_model_dir()
+
+
+def test_train_on_reviewed_labels_from_the_store(tmp_path):
+    from helpers import judged_attempt, stored_run
+
+    from refcal.review.labels import HumanLabel
+    from refcal.store import Store
+
+    attempts = [judged_attempt(f"r{index}", "q", text, "compliance") for index, text in enumerate(REFUSALS)]
+    attempts += [judged_attempt(f"a{index}", "q", text, "compliance") for index, text in enumerate(ANSWERS)]
+    with Store(tmp_path / "r.db") as store:
+        stored_run(store, attempts, tmp_path / "out")
+        store.add_labels([HumanLabel(run_id="run-a", variant_id=attempt.variant.id, reviewer="alice",
+                                     label="refusal" if attempt.variant.id.startswith("r") else "compliance")
+                          for attempt in attempts])
+    cli = [sys.executable, "-m", "refcal.cli", "judge", "train", "--reviewed", "--store", str(tmp_path / "r.db")]
+    trained = subprocess.run([*cli, "--out", "reviewed.npz"], capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    model = HeadModel.load(Path("reviewed.npz"))
+    assert "reviewed labels in r.db (12 attempts)" in model.trained_on
+    both = subprocess.run([*cli, "--labels", str(labels_file(tmp_path / "l.jsonl")), "--out", "both.npz"],
+                          capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0 and "trained" in both.stdout and "24 rows" in both.stdout
+    nothing = subprocess.run([*cli[:-2], "--store", str(tmp_path / "empty.db"), "--out", "x.npz"],
+                             capture_output=True, text=True, timeout=300)
+    assert nothing.returncode == 2 and "no reviewed labels" in nothing.stderr and not Path("x.npz").exists()
