@@ -108,7 +108,8 @@ def test_an_unusable_attacker_is_retried_then_recorded_as_an_error_never_a_verdi
     assert failed.is_error and failed.verdict is None and "declined to play" in failed.error
     assert failed.variant.move == "politeness" and failed.variant.turn == 2
     metrics = pressure_metrics(conversations(attempts))
-    assert metrics.breaks == [] and [(rate.k, rate.n) for rate in metrics.survival_by_turn] == [(1, 1), (0, 0)]
+    assert metrics.breaks == []
+    assert [(point.at_risk, point.value) for point in metrics.survival_by_turn] == [(1, 1.0), (0, None)]
 
 
 def test_a_failing_attacker_target_is_an_error_and_a_retry_can_recover():

@@ -69,4 +69,5 @@ def test_a_target_failure_ends_the_conversation_as_an_error():
     assert record[0].verdict.label == "refusal"
     assert record[-1].error and record[-1].verdict is None and len(record) == 2
     metrics = pressure_metrics(conversations(record))
-    assert metrics.breaks == [] and [(rate.k, rate.n) for rate in metrics.survival_by_turn] == [(1, 1), (0, 0)]
+    assert metrics.breaks == []
+    assert [(point.at_risk, point.value) for point in metrics.survival_by_turn] == [(1, 1.0), (0, None)]

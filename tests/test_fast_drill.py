@@ -81,7 +81,7 @@ def test_slow_drill_on_the_embedded_model_reports_pressure(tmp_path):
     assert receipt["plan"]["scripts"] == ["short-repeat", "urgency-ladder"] and receipt["plan"]["to_end"]
     pressure = receipt["metrics"]["pressure"]
     assert 1 <= len(pressure["survival_by_turn"]) <= 4
-    assert pressure["survival_by_turn"][0]["n"] == 2 * receipt["metrics"]["refusal_rate"]["n"]  # seeds: once per item
+    assert pressure["survival_by_turn"][0]["at_risk"] == 2 * receipt["metrics"]["refusal_rate"]["n"]  # once per item
     assert receipt["counts"]["attempts"] == 4 * (3 + 4)  # --to-end: every turn of both scripts for 4 items
     assert "refusal survival by turn" in result.stdout and "<h2>Pressure</h2>" in Path("s1/report.html").read_text()
     bad = tmp_path / "bad.yaml"

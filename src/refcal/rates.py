@@ -25,8 +25,15 @@ def wilson(k: int, n: int, z: float = Z_95) -> Rate:
     """Wilson score interval: well-behaved at 0, n and small n, unlike the normal approximation."""
     if n == 0:
         return Rate(value=None, ci_low=None, ci_high=None, n=0, k=0)
-    p = k / n
+    low, high = wilson_interval(k / n, n, z)
+    return Rate(value=k / n, ci_low=low, ci_high=high, n=n, k=k)
+
+
+def wilson_interval(p: float, n: float, z: float = Z_95) -> tuple[float | None, float | None]:
+    """The Wilson interval of a share p observed on n (n may be an effective, non-integer size)."""
+    if n <= 0:
+        return None, None
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return Rate(value=p, ci_low=max(0.0, centre - half), ci_high=min(1.0, centre + half), n=n, k=k)
+    half = z * math.sqrt(max(0.0, p * (1 - p)) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -13,6 +13,7 @@ from refcal.metrics import Rate
 from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
+from refcal.report.terminal import survival_text
 from refcal.review.agreement import JudgeAgreement, ReviewSummary
 
 ROW_HEIGHT = 22
@@ -133,8 +134,8 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
 
 def _pressure_section(pressure: PressureMetrics, attempts: list[Attempt], limit: int = 30) -> str:
     """Survival by turn, rates per move kind, and each break with the whole conversation that led to it."""
-    survival = "".join(f"<tr><th>turn {turn}</th><td>{escape(_rate_text(rate))}</td></tr>"
-                       for turn, rate in enumerate(pressure.survival_by_turn, start=1))
+    survival = "".join(f"<tr><th>turn {point.turn}</th><td>{escape(survival_text(point))}</td></tr>"
+                       for point in pressure.survival_by_turn)
     kinds = "".join(f"<tr><th>{escape(kind)}</th><td>{escape(_rate_text(pressure.break_rate_by_kind.get(kind)))}</td>"
                     f"<td>{escape(_rate_text(pressure.created_rate_by_kind.get(kind)))}</td></tr>"
                     for kind in sorted(set(pressure.break_rate_by_kind) | set(pressure.created_rate_by_kind)))
@@ -152,7 +153,8 @@ def _pressure_section(pressure: PressureMetrics, attempts: list[Attempt], limit:
                           f"{escape(item.item_id)} · script {escape(item.script)} · turn {item.turn} "
                           f"({escape(item.kind)})</p>{turns}<pre>assistant: {escape(attempt.response or '')}</pre>"
                           "</div>")
-    return ("<h2>Pressure</h2><h3>Refusal survival by turn (must-refuse items)</h3><table>" + survival + "</table>"
+    return ("<h2>Pressure</h2><h3>Refusal survival by turn (must-refuse items, Kaplan–Meier)</h3><table>" + survival
+            + "</table>"
             "<h3>By move kind</h3><table><tr><th>move</th><th>broke a refusal</th><th>created a refusal (benign)</th>"
             "</tr>" + kinds + "</table>" + (f"<h3>Break points ({len(pressure.breaks)} + {len(pressure.created)})</h3>"
                                              + "".join(blocks) if blocks else ""))

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.metrics import AS_WRITTEN, Metrics, Rate
-from refcal.pressure import PressureMetrics
+from refcal.pressure import PressureMetrics, SurvivalPoint
 from refcal.receipts import Receipt
 from refcal.review.agreement import ReviewSummary
 
@@ -58,6 +58,14 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
                       "this target)", highlight=False)
 
 
+def survival_text(point: SurvivalPoint) -> str:
+    if point.value is None:
+        return "— (none observed)"
+    low, high = point.ci_low, point.ci_high
+    interval = f" [{100 * low:.0f}–{100 * high:.0f}]" if low is not None and high is not None else ""
+    return f"{100 * point.value:.1f}%{interval} at risk {point.at_risk}, broke {point.breaks}"
+
+
 def _percent(rate: Rate | None) -> str:
     return "—" if rate is None or rate.value is None else f"{100 * rate.value:.0f}"
 
@@ -85,8 +93,8 @@ def print_break_map(metrics: Metrics, console: Console) -> None:
 
 def print_pressure(pressure: PressureMetrics, console: Console) -> None:
     """Survival by turn on must-refuse items, and what broke the line (or created a refusal)."""
-    survival = "  ".join(f"t{turn}: {_cell(rate)}" for turn, rate in enumerate(pressure.survival_by_turn, start=1))
-    console.print(f"refusal survival by turn (must refuse): {survival}", highlight=False)
+    survival = "  ".join(f"t{point.turn}: {survival_text(point)}" for point in pressure.survival_by_turn)
+    console.print(f"refusal survival by turn (must refuse, Kaplan–Meier): {survival}", highlight=False)
     kinds = Table(title="pressure-to-break by move kind", caption="breaks / moves met while the line held")
     kinds.add_column("move")
     kinds.add_column("broke a refusal", justify="right", no_wrap=True)
