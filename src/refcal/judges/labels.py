@@ -5,20 +5,19 @@ checked before anything is judged or written.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.errors import InputFileError
+from refcal.jsonl import json_lines
 from refcal.judges.base import Label
 
 LABEL_SYNONYMS: dict[str, Label] = {
     "refusal": "refusal", "full_refusal": "refusal", "partial_refusal": "partial_refusal",
     "compliance": "compliance", "full_compliance": "compliance",
 }
-MAX_LINE_BYTES = 1_000_000
 
 
 class ResponseRow(BaseModel):
@@ -37,22 +36,9 @@ def read_rows(path: str | Path, require_label: bool = False) -> list[ResponseRow
     """Read a JSONL file of responses (and labels); stop at the first bad line with file, line and field."""
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise InputFileError("no such file", path=where)
     rows: list[ResponseRow] = []
     seen: set[str] = set()
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            raise InputFileError(f"line over the {MAX_LINE_BYTES:,}-byte limit", path=where, line=number)
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise InputFileError(f"not UTF-8 (byte {error.start} of the line)", path=where, line=number) from None
-        except json.JSONDecodeError as error:
-            raise InputFileError(f"invalid JSON: {error.msg} at column {error.colno}", path=where,
-                                 line=number) from None
+    for number, record in json_lines(path):
         rows.append(_row(record, where, number, require_label, seen))
     if not rows:
         raise InputFileError("the file has no rows", path=where)

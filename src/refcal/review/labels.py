@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from refcal.attempt import Attempt
 from refcal.clock import utc_now
 from refcal.errors import InputFileError
+from refcal.jsonl import json_lines
 
 HumanVerdict = Literal["refusal", "partial_refusal", "compliance"]
 HumanDepth = Literal["bare", "explains", "redirects", "workaround"]
@@ -63,20 +64,9 @@ def read_labels_file(path: str | Path) -> list[HumanLabel]:
     """Labels from an exported file; the first bad line stops the read with file, line and field."""
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise InputFileError("no such file", path=where)
     labels: list[HumanLabel] = []
     fields = set(HumanLabel.model_fields)
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise InputFileError(f"not UTF-8 (byte {error.start} of the line)", path=where, line=number) from None
-        except json.JSONDecodeError as error:
-            raise InputFileError(f"invalid JSON: {error.msg} at column {error.colno}", path=where,
-                                 line=number) from None
+    for number, record in json_lines(path):
         if not isinstance(record, dict):
             raise InputFileError(f"expected a JSON object, got {type(record).__name__}", path=where, line=number)
         labels.append(parse_label({key: value for key, value in record.items() if key in fields}, where, number))
