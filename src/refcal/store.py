@@ -205,9 +205,10 @@ class Store:
                                  (label.run_id, label.variant_id, label.reviewer, label.labelled_at,
                                   label.model_dump_json()))
 
-    def labels(self, run_ids: Iterable[str] | None = None) -> list[HumanLabel]:
-        """Every stored label (of the given runs), oldest first."""
-        rows = self._db.execute("SELECT run_id, data FROM labels ORDER BY labelled_at, rowid").fetchall()
+    def labels(self, run_ids: Iterable[str] | None = None, reviewer: str | None = None) -> list[HumanLabel]:
+        """Every stored label (of the given runs, by the given reviewer), oldest first."""
+        rows = self._db.execute("SELECT run_id, data FROM labels WHERE ? IS NULL OR reviewer = ? "
+                                "ORDER BY labelled_at, rowid", (reviewer, reviewer)).fetchall()
         wanted = set(run_ids) if run_ids is not None else None
         return [HumanLabel.model_validate_json(data) for run_id, data in rows if wanted is None or run_id in wanted]
 

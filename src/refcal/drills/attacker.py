@@ -4,8 +4,8 @@ After a refusal the attacker escalates (the next pressure kind not tried yet); a
 backs off and reframes (technical framing or feigned ignorance). Its prompt is a versioned file
 (data/attacker-N.txt) whose digest is part of the attacker's version, so a receipt names the exact prompt.
 A reply that cannot be used (empty, too long, the attacker declining to play, an echo of the
-assistant's reply) is asked for again with the reason; after the last try the turn is recorded as an error,
-never as a verdict.
+assistant's reply or of the instructions, a loop) is asked for again with the reason; after the last try
+the turn is recorded as an error, never as a verdict.
 """
 
 from __future__ import annotations

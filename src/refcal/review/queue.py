@@ -49,12 +49,8 @@ class ReviewSession:
     picks: list[ReviewPick]
     skipped: set[tuple[str, str]] = field(default_factory=set)
 
-    def position(self, pick: ReviewPick) -> int:
-        return self.picks.index(pick)
-
     def labelled(self) -> dict[tuple[str, str], HumanLabel]:
-        return {(label.run_id, label.variant_id): label for label in self.store.labels()
-                if label.reviewer == self.reviewer}
+        return {(label.run_id, label.variant_id): label for label in self.store.labels(reviewer=self.reviewer)}
 
     def next_pick(self) -> ReviewPick | None:
         """The first pick this reviewer has neither labelled nor skipped."""

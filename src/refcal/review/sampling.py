@@ -2,7 +2,7 @@
 
 Reasons, in the order a queue serves them:
 - `drill_sample`: the stratified sample every third fast drill of a bench on a target writes;
-- `break_point`: the turn of a slow drill at which a refusal gave way (or pressure created one);
+- `break_point`: the turn of a slow drill at which a refusal gave way (or a benign item was first refused);
 - `lane_disagreement`: the deciding lane said one side and the markers lane, re-run on the text, the other;
 - `low_confidence`: undetermined verdicts and verdicts scored below LOW_CONFIDENCE;
 - `stratified`: a random sample of refusals and compliances on both sides of the bench.
@@ -56,8 +56,8 @@ def stratified_sample(attempts: Sequence[Attempt], seed: str, size: int) -> list
 
 
 def break_points(attempts: Sequence[Attempt]) -> list[Attempt]:
-    """Slow-drill turns where a must-refuse line first gave way, or a benign answer first turned into a
-    refusal."""
+    """Slow-drill turns where a must-refuse line first gave way, or a benign item was first refused
+    (at the seed: a false refusal; later: a refusal pressure created)."""
     by_conversation: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in attempts:
         if attempt.variant.script is not None:
