@@ -71,3 +71,20 @@ def stored_run(store: Store, attempts, out_dir: Path, run_id: str = "run-a") -> 
     for attempt in attempts:
         store.record(run_id, attempt)
     return run_id
+
+
+def drill_with_locks(bench: Bench, locks: Path, store_path: Path) -> Receipt:
+    """A drill against a stub server that answers every request with a refusal (no model needed)."""
+    from refcal.testing import Reply, StubServer
+
+    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+        target = stub_target(stub.base_url)
+        store = Store(store_path)
+
+        async def go() -> Receipt:
+            async with target:
+                run = new_run(store, bench, target, MarkersJudge(), target_spec=target.description,
+                              out_root=store_path.parent / "runs", concurrency=2, use_cache=False, locks=locks)
+                return await drill_async(run, target, MarkersJudge(), store)
+
+        return asyncio.run(go())

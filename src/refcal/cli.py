@@ -22,6 +22,17 @@ from rich.table import Table
 
 from refcal.attempt import Attempt
 from refcal.bench import list_benches, load_bench
+from refcal.bench.freeze import (
+    DEFAULT_LOCKS,
+    BenchLock,
+    changes,
+    check_frozen,
+    make_lock,
+    read_locks,
+    spec_for_lock,
+    spec_from_lock,
+    write_lock,
+)
 from refcal.console import console, errors_console, fail
 from refcal.drills.attacker import Attacker, make_attacker, new_attacker
 from refcal.drills.mutators import select
@@ -62,6 +73,8 @@ scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", n
 app.add_typer(scripts_app, name="scripts")
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
+LocksOption = Annotated[Path, typer.Option("--locks", envvar="REFCAL_LOCKS", help="Folder of bench locks "
+                                                                                  "(`refcal bench freeze`).")]
 
 
 def _parse_mapping(text: str | None, option: str) -> dict[str, str] | None:
@@ -114,6 +127,7 @@ def drill(
                                                             f"escalation order (default all: "
                                                             f"{','.join(PRESSURE_KINDS)}).")] = None,
     store: StoreOption = DEFAULT_STORE,
+    locks: LocksOption = DEFAULT_LOCKS,
 ) -> None:
     """Drill a target on both sides of refusal; write OUT/receipt.json and OUT/report.html."""
     try:
@@ -132,6 +146,7 @@ def drill(
             else:
                 the_bench = load_bench(bench, _parse_mapping(columns, "--columns"),
                                        _parse_mapping(expect_map, "--expect-map"))
+                check_frozen(the_bench, locks)  # a frozen bench that changed stops here, before the target starts
                 mutation = _mutation_plan(mutators, per_item, depth, seed)
                 the_scripts = _scripts(scripts)
                 if sum(bool(mode) for mode in (the_scripts, attacker, mutation or replay)) > 1:
@@ -154,7 +169,8 @@ def drill(
                                    judge_target=the_judge_target.description if the_judge_target else None,
                                    judge_head=str(head.resolve()) if head else None,
                                    mutation=None if replay else mutation, replay=replay, scripts=the_scripts,
-                                   attacker=the_attacker.plan if the_attacker else None, to_end=to_end)
+                                   attacker=the_attacker.plan if the_attacker else None, to_end=to_end,
+                                   locks=locks)
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target, the_attacker))
     except KeyboardInterrupt:
@@ -284,6 +300,56 @@ def bench_list() -> None:
     for row in list_benches():
         table.add_row(*row)
     console.print(table)
+
+
+@bench_app.command("freeze")
+def bench_freeze(
+    bench: Annotated[str, typer.Argument(help="Bench name or .jsonl/.csv path.")],
+    note: Annotated[str, typer.Option(help="Why, and what training run it guards.")] = "",
+    columns: Annotated[str | None, typer.Option(help="CSV: field=column,...")] = None,
+    expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,...")] = None,
+    locks: LocksOption = DEFAULT_LOCKS,
+) -> None:
+    """Write a lock (digest, counts, a digest per item); drills on the bench then refuse to run if it changes."""
+    options = {key: value for key, value in (("columns", _parse_mapping(columns, "--columns")),
+                                             ("expect_map", _parse_mapping(expect_map, "--expect-map"))) if value}
+    try:
+        loaded = load_bench(bench, options.get("columns"), options.get("expect_map"))
+        path, written = write_lock(make_lock(loaded, spec_for_lock(bench, locks), note, options), locks)
+    except (BenchError, InputFileError, MissingExtraError) as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    state = "frozen" if written else "already frozen, unchanged"
+    console.print(f"{loaded.name}: {state} — {len(loaded.items)} items, {loaded.digest} → {path}", highlight=False)
+
+
+@bench_app.command("verify")
+def bench_verify(locks: LocksOption = DEFAULT_LOCKS) -> None:
+    """Re-load every frozen bench and compare it with its lock; exit 1 if any differs or cannot be loaded."""
+    try:
+        found = read_locks(locks)
+    except InputFileError as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    if not found:
+        raise fail(f"no locks in {locks} (refcal bench freeze NAME)", EXIT_INPUT)
+    table = Table("bench", "lock", "items", "frozen at", "state")
+    failed = False
+    for path, lock in found:
+        state = _verify_one(lock, locks)
+        failed |= state != "ok"
+        table.add_row(lock.name, str(path), str(lock.items), lock.frozen_at, state)
+    console.print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _verify_one(lock: BenchLock, locks: Path) -> str:
+    try:
+        bench = load_bench(spec_from_lock(lock, locks), lock.load_options.get("columns"),
+                           lock.load_options.get("expect_map"))
+    except (BenchError, MissingExtraError) as error:
+        return f"cannot load: {error}"
+    if bench.digest == lock.digest:
+        return "ok"
+    return f"CHANGED: {changes(lock, bench).describe()}"
 
 
 @bench_app.command("show")

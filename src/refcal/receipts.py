@@ -23,7 +23,7 @@ from refcal.drills.runner import planned_count
 from refcal.metrics import Metrics, compute_metrics
 from refcal.review.agreement import ReviewSummary, review_summary
 from refcal.review.labels import HumanLabel
-from refcal.store import MeasuredAgreement, RunRecord, utc_now
+from refcal.store import LockRef, MeasuredAgreement, RunRecord, utc_now
 
 RECEIPT_SCHEMA = 1
 
@@ -34,6 +34,8 @@ class BenchInfo(BaseModel):
     origin: str | None
     items: int
     class_counts: dict[str, dict[str, int]]
+    lock: LockRef | None = None
+    """The lock of a frozen bench, checked when the run was planned (None: the bench is not frozen)."""
 
 
 class TargetInfo(BaseModel):
@@ -104,7 +106,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
     return Receipt(
         run_id=run.run_id, status=run.status, started_at=run.created_at, finished_at=utc_now(),
         bench=BenchInfo(name=bench.name, digest=run.bench_digest, origin=bench.origin, items=len(bench.items),
-                        class_counts=bench.class_counts()),
+                        class_counts=bench.class_counts(), lock=run.bench_lock),
         target=TargetInfo(spec=run.target_spec, fingerprint=run.fingerprint),
         judge=JudgeInfo(name=run.judge_name, version=run.judge_version, human_agreement=human_agreement),
         plan=PlanInfo(variants=planned_count(run), limit=run.limit, concurrency=run.concurrency, cache=run.use_cache,

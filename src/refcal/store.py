@@ -82,6 +82,8 @@ class RunRecord(BaseModel):
     bench_name: str
     bench_digest: str
     bench_origin: str | None = None
+    bench_lock: LockRef | None = None
+    """Set when the bench is frozen: its digest matched this lock when the run was planned."""
     items: list[dict[str, Any]]
     """The bench's items as run, so resume needs no file and cannot drift from what was planned."""
     target_spec: str
@@ -111,6 +113,15 @@ class RunRecord(BaseModel):
     concurrency: int
     use_cache: bool = True
     out_dir: str
+
+
+class LockRef(BaseModel):
+    """The lock a frozen bench was checked against when its drill was planned."""
+
+    path: str
+    frozen_at: str
+    lock_digest: str
+    """sha256 of the lock file's bytes at that moment."""
 
 
 class MeasuredAgreement(BaseModel):

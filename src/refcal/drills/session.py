@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from refcal.attempt import Attempt
+from refcal.bench.freeze import check_frozen, lock_file_digest
 from refcal.bench.items import Bench
 from refcal.drills.attacker import Attacker, AttackerPlan
 from refcal.drills.plan import MutationPlan, check_plan
@@ -19,7 +20,7 @@ from refcal.judges.base import Judge
 from refcal.receipts import Receipt, build_receipt, write_atomic, write_receipt
 from refcal.report.html import render_html
 from refcal.review.sampling import stratified_sample
-from refcal.store import RunRecord, Store
+from refcal.store import LockRef, RunRecord, Store
 from refcal.targets.base import Target
 
 REVIEW_EVERY = 3
@@ -35,9 +36,13 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
             use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None,
             judge_head: str | None = None, mutation: MutationPlan | None = None,
             replay: str | None = None, scripts: tuple[Script, ...] | None = None,
-            attacker: AttackerPlan | None = None, to_end: bool = False) -> RunRecord:
-    """Record a new run (before any request), and point its output directory at it."""
-    run = RunRecord(bench_name=bench.name, bench_digest=bench.digest, bench_origin=bench.origin,
+            attacker: AttackerPlan | None = None, to_end: bool = False, locks: Path | None = None) -> RunRecord:
+    """Record a new run (before any request), and point its output directory at it. A frozen bench (a lock
+    in `locks`) must still match its lock, or nothing is recorded."""
+    frozen = check_frozen(bench, locks) if locks is not None else None
+    bench_lock = LockRef(path=str(frozen[0].resolve()), frozen_at=frozen[1].frozen_at,
+                         lock_digest=lock_file_digest(frozen[0])) if frozen else None
+    run = RunRecord(bench_name=bench.name, bench_digest=bench.digest, bench_origin=bench.origin, bench_lock=bench_lock,
                     items=[item.model_dump(mode="json") for item in bench.items], target_spec=target_spec,
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
                     judge_name=judge.name, judge_version=judge.version, judge_target=judge_target,
