@@ -73,11 +73,12 @@ def stored_run(store: Store, attempts, out_dir: Path, run_id: str = "run-a") -> 
     return run_id
 
 
-def drill_with_locks(bench: Bench, locks: Path, store_path: Path) -> Receipt:
-    """A drill against a stub server that answers every request with a refusal (no model needed)."""
+def drill_with_locks(bench: Bench, locks: Path, store_path: Path, answer=None) -> Receipt:
+    """A drill against a stub server (no model needed): `answer(prompt) -> text`, by default a refusal."""
     from refcal.testing import Reply, StubServer
 
-    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+    answer = answer or (lambda prompt: "I can't help with that.")
+    with StubServer(lambda request, number: Reply(text=answer(request["messages"][-1]["content"]))) as stub:
         target = stub_target(stub.base_url)
         store = Store(store_path)
 

@@ -51,9 +51,11 @@ from refcal.errors import (
     TargetError,
     TargetSpecError,
 )
+from refcal.gates import evaluate, read_gates
 from refcal.judge_cli import judge_app
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
+from refcal.promotion import promotion_record, read_evidence
 from refcal.receipts import write_atomic
 from refcal.report.terminal import print_summary
 from refcal.review_cli import review_app
@@ -371,6 +373,41 @@ def bench_show(
     console.print(table)
     for item in loaded.items[:items]:
         console.print(f"{item.id} [{item.expect}, {item.klass}] {item.prompt}", highlight=False, markup=False)
+
+
+@app.command()
+def promote(
+    candidates: Annotated[list[str], typer.Argument(help="Candidate receipts (receipt.json files or run folders).")],
+    gates: Annotated[Path, typer.Option("--gates", help="Gates file (TOML).")],
+    baseline: Annotated[str | None, typer.Option(help="Baseline receipt for `no_regression`.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the decision (default: promotion.json beside "
+                                                  "the first candidate).")] = None,
+    locks: LocksOption = DEFAULT_LOCKS,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Check every gate against the receipts and their evidence; PROMOTED (exit 0) or REJECTED (exit 1)."""
+    try:
+        the_gates = read_gates(gates)
+    except InputFileError as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    evidence = [read_evidence(candidate, store) for candidate in candidates]
+    base = read_evidence(baseline, store) if baseline else None
+    outcomes = evaluate(the_gates, evidence, base, locks)
+    table = Table("gate", "claim", "figures", "result", title=f"promotion gates ({gates})")
+    for outcome in outcomes:
+        result = "[green]PASS[/green]" if outcome.passed else "[red]FAIL[/red]\n" + "\n".join(
+            escape(problem) for problem in outcome.problems)
+        table.add_row(f"{gates.name}:{outcome.gate.line}", escape(f"{outcome.gate.claim} on {outcome.gate.bench}"),
+                      escape("\n".join(outcome.figures) or "—"), result)
+    console.print(table)
+    promoted = all(outcome.passed for outcome in outcomes)
+    record = promotion_record(promoted, gates, outcomes, evidence, base)
+    target = out or Path(evidence[0].path).parent / "promotion.json"
+    write_atomic(target, record)
+    console.print(("[b green]PROMOTED[/b green]" if promoted else "[b red]REJECTED[/b red]")
+                  + f"  ({sum(outcome.passed for outcome in outcomes)}/{len(outcomes)} gates pass; decision → "
+                  f"{escape(str(target))})")
+    raise typer.Exit(0 if promoted else 1)
 
 
 @scripts_app.command("list")

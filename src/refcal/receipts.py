@@ -6,6 +6,8 @@ version, the plan, the counts and every metric with its interval. It is written 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -95,6 +97,9 @@ class Receipt(BaseModel):
     metrics: Metrics
     review: ReviewSummary | None = None
     """What reviewers' labels say of the judge on this run (None until someone labels an attempt)."""
+    digest: str = ""
+    """sha256 of the rest of the receipt, set when it is written: a receipt edited later no longer matches
+    (promotion checks it)."""
 
 
 def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: MeasuredAgreement | None = None,
@@ -135,9 +140,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def receipt_digest(receipt: Receipt) -> str:
+    """The digest a receipt should carry: sha256 of its canonical JSON without the digest field."""
+    body = json.dumps(receipt.model_dump(mode="json", exclude={"digest"}), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def write_receipt(receipt: Receipt, out_dir: Path) -> Path:
     path = out_dir / "receipt.json"
-    write_atomic(path, receipt.model_dump_json(indent=2) + "\n")
+    sealed = receipt.model_copy(update={"digest": receipt_digest(receipt)})
+    write_atomic(path, sealed.model_dump_json(indent=2) + "\n")
     return path
 
 
