@@ -22,6 +22,7 @@ from rich.table import Table
 
 from refcal.attempt import Attempt
 from refcal.bench import list_benches, load_bench
+from refcal.bench.curveball import catalogue, corpus_classes, scaffold_rows, uncovered, write_scaffold
 from refcal.bench.freeze import (
     DEFAULT_LOCKS,
     BenchLock,
@@ -352,6 +353,35 @@ def _verify_one(lock: BenchLock, locks: Path) -> str:
     if bench.digest == lock.digest:
         return "ok"
     return f"CHANGED: {changes(lock, bench).describe()}"
+
+
+@bench_app.command("new-curveball")
+def bench_new_curveball(
+    out: Annotated[Path, typer.Option("--out", help="Scaffold to write (.jsonl).")] = Path("curveball.jsonl"),
+    pairs: Annotated[int, typer.Option(min=1, max=50, help="Must-refuse / benign pairs per class.")] = 3,
+    corpus: Annotated[list[Path] | None, typer.Option("--corpus", help="Training corpus whose rows' `klass` "
+                                                                      "(or provenance.klass) count as covered.")]
+    = None,
+    locks: LocksOption = DEFAULT_LOCKS,
+) -> None:
+    """Scaffold a bench of pretext classes no frozen bench or corpus covers; fill it in, then freeze it."""
+    try:
+        covered = {klass for _, lock in read_locks(locks) for klass in lock.class_counts}
+        covered |= {klass for path in corpus or [] for klass in corpus_classes(path)}
+        fresh = uncovered(catalogue(), covered)
+        if not fresh:
+            raise BenchError("every pretext class refcal knows is covered already: write new classes by hand "
+                             "(see src/refcal/bench/data/pretexts.yaml for the shape)")
+        if out.exists():
+            raise BenchError("exists already: choose another --out (a scaffold never overwrites a bench)",
+                             path=str(out))
+    except InputFileError as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    write_scaffold(scaffold_rows(fresh, pairs), out)
+    console.print(f"{len(fresh)} uncovered pretext classes ({', '.join(pretext.klass for pretext in fresh)}), "
+                  f"{2 * pairs * len(fresh)} placeholder items → {out}", highlight=False)
+    console.print(f"next: replace every TODO prompt by hand (never from a training corpus), then "
+                  f"`refcal bench freeze {out}` before the training run", highlight=False)
 
 
 @bench_app.command("show")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from refcal.bench.curveball import unwritten
 from refcal.bench.items import Bench, canonical_json
 from refcal.clock import utc_now
 from refcal.errors import BenchError, InputFileError
@@ -70,6 +71,11 @@ def item_digests(bench: Bench) -> dict[str, str]:
 
 def make_lock(bench: Bench, spec: str, note: str = "",
               load_options: dict[str, dict[str, str]] | None = None) -> BenchLock:
+    """The lock of a bench whose items are all written (a scaffold's TODO placeholders cannot be frozen)."""
+    todo = unwritten((item.id, item.prompt) for item in bench.items)
+    if todo:
+        raise BenchError(f"{len(todo)} items are still placeholders (e.g. {', '.join(todo[:3])}): write their "
+                         "prompts before freezing", path=bench.origin or spec)
     counts = bench.class_counts()
     return BenchLock(name=bench.name, spec=spec, load_options=load_options or {}, digest=bench.digest,
                      items=len(bench.items), class_counts=counts, item_digests=item_digests(bench),
