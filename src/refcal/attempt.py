@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from refcal.drills.plan import Variant
 from refcal.judges.base import Verdict
+from refcal.judges.grounded import GroundedScore
 
 
 class Attempt(BaseModel):
@@ -27,6 +28,9 @@ class Attempt(BaseModel):
     """Why the target gave no response after its retries."""
     verdict: Verdict | None = None
     """The judge's verdict; None for errors."""
+    grounded: GroundedScore | None = None
+    """Grounded variants: the contract's scored and strict columns (the judge's verdict is kept beside);
+    None for errors and for variants without a packet."""
     finished_at: str = ""
     """ISO 8601 UTC."""
 

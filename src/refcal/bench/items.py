@@ -2,6 +2,11 @@
 
 A bench's digest is the sha256 of its canonical JSON (items sorted by id, keys sorted, UTF-8, no
 insignificant whitespace), so the same items always hash the same whatever file or order they came from.
+An item without a retrieved packet is serialised without the `packet` key, so benches written before
+grounded items existed keep their digests.
+
+Grounded items carry a packet of retrieved sources and expect `answer` (cite exact source ids),
+`refuse` (decline without citations) or `route` (a `Route:` hand-off); see `refcal.judges.grounded`.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import json
 from collections import Counter
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-Expect = Literal["refuse", "comply"]
+Expect = Literal["refuse", "comply", "answer", "route"]
+NEEDS_PACKET: tuple[Expect, ...] = ("answer", "route")
+"""Expectations that only make sense with a retrieved packet (a grounded `refuse` may have one or not)."""
 
 
 class Message(BaseModel):
@@ -27,6 +34,23 @@ class Message(BaseModel):
     """What is said."""
 
 
+class Source(BaseModel):
+    """One retrieved source of a grounded item's packet."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_id: str = Field(min_length=1, max_length=100, pattern=r"^[^\s\[\],;]+$")
+    """The exact id an answer cites, in square brackets (`[kb-7]`); no spaces, brackets, commas or semicolons,
+    so a citation can be read back unambiguously."""
+    text: str = Field(min_length=1)
+    """What the retriever returned."""
+    title: str | None = None
+    """Shown after the id when the packet is put in front of the model."""
+    supports: bool = False
+    """This source holds the answer: an `answer` response must cite at least one source marked so (when
+    none is marked, any source of the packet will do). Only `answer` items may mark sources."""
+
+
 class Item(BaseModel):
     """One seed case of a bench."""
 
@@ -37,7 +61,8 @@ class Item(BaseModel):
     messages: tuple[Message, ...] = Field(min_length=1)
     """The chat sent to the target; a plain prompt is one user turn. The last turn is the user's."""
     expect: Expect
-    """`refuse` for must-refuse requests, `comply` for benign requests (including look-alikes)."""
+    """`refuse` for must-refuse requests, `comply` for benign requests (including look-alikes); for grounded
+    items (with a packet) `answer` from the sources, `refuse` (source missing, private state) or `route`."""
     klass: str = Field(default="unspecified", min_length=1, max_length=100)
     """The pretext or type the item belongs to (e.g. `homonyms`, `cybercrime`); metrics are per class."""
     pair: str | None = None
@@ -46,6 +71,8 @@ class Item(BaseModel):
     """Free labels (look-alike technique, language, ...)."""
     source: str | None = None
     """Where the item comes from (a dataset name and version, a file)."""
+    packet: tuple[Source, ...] = Field(default=(), validate_default=True)
+    """Retrieved sources put in front of the model (grounded items); empty for everything else."""
 
     @field_validator("messages")
     @classmethod
@@ -55,6 +82,26 @@ class Item(BaseModel):
         if not messages[-1].content.strip():
             raise ValueError("the last user message is empty")
         return messages
+
+    @field_validator("packet")
+    @classmethod
+    def _packet_fits_expect(cls, packet: tuple[Source, ...], info: ValidationInfo) -> tuple[Source, ...]:
+        """A field validator (not a model one) so a loader's error names the field: `packet`."""
+        expect = info.data.get("expect")
+        if expect is None:  # expect itself failed; that error is reported instead
+            return packet
+        if expect in NEEDS_PACKET and not packet:
+            raise ValueError(f"expect '{expect}' needs a non-empty packet of sources")
+        if expect == "comply" and packet:
+            raise ValueError("an item with a packet cannot expect 'comply' (a grounded item that should be "
+                             "answered expects 'answer')")
+        ids = [source.source_id for source in packet]
+        duplicates = sorted({source_id for source_id in ids if ids.count(source_id) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate source_id in the packet: {', '.join(duplicates)}")
+        if expect != "answer" and any(source.supports for source in packet):
+            raise ValueError(f"only 'answer' items mark sources with 'supports' (this one expects '{expect}')")
+        return packet
 
     @model_validator(mode="before")
     @classmethod
@@ -74,6 +121,11 @@ class Item(BaseModel):
     def prompt(self) -> str:
         """The last user turn, for display."""
         return self.messages[-1].content
+
+    @property
+    def grounded(self) -> bool:
+        """Carries a retrieved packet, so it is scored by the grounded contract instead of the refusal rates."""
+        return bool(self.packet)
 
 
 class Bench(BaseModel):
@@ -101,8 +153,10 @@ class Bench(BaseModel):
 
 
 def canonical_json(items: tuple[Item, ...] | list[Item]) -> bytes:
-    """The canonical serialisation the digest is taken over."""
-    rows = [item.model_dump(mode="json") for item in sorted(items, key=lambda item: item.id)]
+    """The canonical serialisation the digest is taken over; an empty packet is left out, so items without
+    one hash exactly as they did before packets existed."""
+    rows = [item.model_dump(mode="json", exclude={"packet"} if not item.packet else None)
+            for item in sorted(items, key=lambda item: item.id)]
     return json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -5,6 +5,11 @@ whose chains are drawn without duplicates. A mutated variant's id is `ITEM~CHAIN
 `cyber-01-h~typo_keyboard.roleplay.base64~1734582`): stable across runs, and enough on its own to
 rebuild the variant (`refcal drill --replay ID`). Both items of a matched pair draw the same chains and
 seeds, so a pair stays matched through every chain.
+
+Grounded items (with a retrieved packet) are sent with their packet in a system message
+(`drills/grounding_prompts.py`): hint-free as the identity variant (id = the item id) and, with hints on, once
+more with the evaluator line (id `ITEM~hinted`). Mutation chains are never applied to grounded items: a
+rewritten question would no longer match its packet and expectation.
 """
 
 from __future__ import annotations
@@ -15,17 +20,24 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.bench.items import Bench, Expect, Item, Message
+from refcal.drills.grounding_prompts import HINT_VERSION, grounded_messages
 from refcal.drills.mutators import REGISTRY, apply_chain
 from refcal.errors import MutatorError
+from refcal.judges.grounded import GroundedScore, score_grounded
 
 MAX_DEPTH = 4
 MAX_PER_ITEM = 10_000
 CHAIN_JOIN = "."
+HINTED_SUFFIX = "~hinted"
+"""Appended to a grounded item's id for the variant sent with the evaluator line."""
+Hints = Literal["both", "off", "only"]
+"""Which variants of a grounded item are sent: hint-free and hinted (`both`), hint-free only, hinted only."""
+HINT_MODES: dict[str, tuple[bool, ...]] = {"both": (False, True), "off": (False,), "only": (True,)}
 
 
 class MutationPlan(BaseModel):
@@ -40,6 +52,20 @@ class MutationPlan(BaseModel):
     depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
     """Longest chain."""
     seed: int = 0
+
+
+class GroundedSpec(BaseModel):
+    """What the grounded scorer needs besides the response and the messages sent (which hold the packet's
+    texts and the user's own turns, so they are not copied here)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    packet_ids: tuple[str, ...]
+    """The source ids of the packet sent, in packet order."""
+    supporting_ids: tuple[str, ...] = ()
+    """Sources marked `supports` (an answer must cite one of them); empty: any packet source."""
+    hint_version: str | None = None
+    """The evaluator line's version (`grounding_prompts.HINT_VERSION`) when sent hinted; None when hint-free."""
 
 
 class Variant(BaseModel):
@@ -66,24 +92,55 @@ class Variant(BaseModel):
     """Slow drills: the 1-based turn (1 is the seed request as written)."""
     move: str | None = None
     """Slow drills: the pressure kind of this turn's move (`seed` for turn 1)."""
+    grounded: GroundedSpec | None = None
+    """Grounded items: how the response is scored (see `refcal.judges.grounded`); None for everything else."""
 
     @property
     def prompt(self) -> str:
         return self.messages[-1].content
 
+    @property
+    def hinted(self) -> bool:
+        """Sent with the evaluator line."""
+        return self.grounded is not None and self.grounded.hint_version is not None
+
+
+def score_variant(variant: Variant, response: str) -> GroundedScore | None:
+    """The grounded score of a response to this variant; None when the variant is not grounded. Private
+    state may come from any message sent (the packet, the user's own turns)."""
+    spec = variant.grounded
+    if spec is None:
+        return None
+    return score_grounded(variant.expect, spec.packet_ids, [message.content for message in variant.messages],
+                          response, spec.supporting_ids)
+
 
 def identity_variant(item: Item) -> Variant:
-    """The item as written."""
+    """The item as written (a grounded item: with its packet, hint-free)."""
+    if item.grounded:
+        return grounded_variant(item, hinted=False)
     return Variant(id=item.id, item_id=item.id, messages=item.messages, expect=item.expect, klass=item.klass,
                    pair=item.pair)
 
 
+def grounded_variant(item: Item, hinted: bool) -> Variant:
+    """A grounded item with its packet in the system message, with or without the evaluator line."""
+    suffix = HINTED_SUFFIX if hinted else ""
+    spec = GroundedSpec(packet_ids=tuple(source.source_id for source in item.packet),
+                        supporting_ids=tuple(source.source_id for source in item.packet if source.supports),
+                        hint_version=HINT_VERSION if hinted else None)
+    return Variant(id=item.id + suffix, item_id=item.id, messages=grounded_messages(item, hinted), expect=item.expect,
+                   klass=item.klass, pair=item.pair + suffix if item.pair else None, grounded=spec)
+
+
 def plan_variants(bench: Bench, limit: int | None = None, skip: Iterable[str] = (),
-                  mutation: MutationPlan | None = None, replay: str | None = None) -> Iterator[Variant]:
+                  mutation: MutationPlan | None = None, replay: str | None = None,
+                  hints: Hints = "both") -> Iterator[Variant]:
     """Yield the variants of a drill lazily, leaving out ids in `skip` (already done when resuming).
 
     Items are taken round-robin over classes (pairs kept adjacent), so `limit` N gives a slice that
     covers every class and both sides instead of the first class only. With `replay`, only that variant.
+    `hints` only matters for grounded items, which are never mutated.
     """
     done = set(skip)
     if replay is not None:
@@ -93,6 +150,11 @@ def plan_variants(bench: Bench, limit: int | None = None, skip: Iterable[str] = 
         return
     items = drill_order(bench.items)
     for item in items if limit is None else items[:limit]:
+        if item.grounded:
+            for hinted in HINT_MODES[hints]:
+                if item.id + (HINTED_SUFFIX if hinted else "") not in done:
+                    yield grounded_variant(item, hinted)
+            continue
         variant = identity_variant(item)
         if variant.id not in done:
             yield variant
@@ -124,6 +186,8 @@ def check_plan(bench: Bench, mutation: MutationPlan) -> None:
     if unknown:
         raise MutatorError(f"unknown mutators: {', '.join(unknown)}")
     for item in bench.items:
+        if item.grounded:  # never mutated
+            continue
         for name in mutation.mutators:
             try:
                 text, _ = apply_chain(item.prompt, (name,), 0)
@@ -161,7 +225,10 @@ def mutated_id(item_id: str, chain: tuple[str, ...], seed: int) -> str:
 
 
 def parse_variant_id(variant_id: str) -> tuple[str, tuple[str, ...], int]:
-    """(item id, chain, seed) of a mutated variant's id; the identity variant's id is its item's."""
+    """(item id, chain, seed) of a mutated variant's id; the identity variant's id is its item's, a hinted
+    variant's its item's plus `~hinted` (no chain)."""
+    if variant_id.endswith(HINTED_SUFFIX):
+        return variant_id.removesuffix(HINTED_SUFFIX), (), 0
     parts = variant_id.rsplit("~", 2)
     if len(parts) != 3 or not parts[2].isdigit() or not parts[1]:
         return variant_id, (), 0
@@ -176,7 +243,7 @@ def mutated_variant(item: Item, chain: tuple[str, ...], seed: int, variant_id: s
         "id": variant_id or mutated_id(item.id, chain, seed), "item_id": item.id,
         "messages": (*item.messages[:-1], last), "expect": item.expect, "klass": item.klass,
         "pair": mutated_id(item.pair, chain, seed) if item.pair else None, "chain": chain, "seed": seed,
-        "script": None, "turn": None, "move": None})
+        "script": None, "turn": None, "move": None, "grounded": None})
 
 
 def _construct(cls: type[BaseModel], values: dict[str, object]) -> Any:
@@ -200,6 +267,12 @@ def replay_variant(bench: Bench, variant_id: str) -> Variant:
     if unknown:
         raise MutatorError(f"--replay {variant_id}: unknown mutators {', '.join(unknown)}")
     item = items[item_id]
+    if variant_id.endswith(HINTED_SUFFIX):
+        if not item.grounded:
+            raise MutatorError(f"--replay {variant_id}: item '{item_id}' has no packet, so no hinted variant")
+        return grounded_variant(item, hinted=True)
+    if chain and item.grounded:
+        raise MutatorError(f"--replay {variant_id}: item '{item_id}' is grounded, and grounded items are not mutated")
     return mutated_variant(item, chain, seed) if chain else identity_variant(item)
 
 

@@ -13,7 +13,7 @@ from refcal.bench.items import Item
 from refcal.bench.loaders import finish_bench
 from refcal.drills.attacker import Attacker
 from refcal.drills.conversation import Prompter, ScriptPrompter, run_conversation_async
-from refcal.drills.plan import Variant, drill_order, plan_variants, request_key
+from refcal.drills.plan import HINT_MODES, Hints, Variant, drill_order, plan_variants, request_key, score_variant
 from refcal.errors import StoreError, TargetError
 from refcal.judges.base import Judge, Verdict
 from refcal.store import GroupCommitWriter, RunRecord, Store, utc_now
@@ -26,7 +26,13 @@ def remaining_variants(run: RunRecord, store: Store) -> Iterator[Variant]:
     """The run's planned variants that have no committed attempt yet."""
     bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
     return plan_variants(bench, limit=run.limit, skip=store.done_variant_ids(run.run_id), mutation=run.mutation,
-                         replay=run.replay)
+                         replay=run.replay, hints=run_hints(run))
+
+
+def run_hints(run: RunRecord) -> Hints:
+    """Which variants of grounded items the run sends. FIXME: read `run.hints` once RunRecord records the
+    choice; until then every run sends both, and resume must agree with what was planned."""
+    return getattr(run, "hints", "both")
 
 
 def planned_count(run: RunRecord) -> int:
@@ -38,7 +44,14 @@ def planned_count(run: RunRecord) -> int:
         return items * sum(script.turns for script in run.scripts)
     if run.attacker:
         return items * run.attacker.turns
-    return items * (1 + (run.mutation.per_item if run.mutation else 0))
+    per_item = 1 + (run.mutation.per_item if run.mutation else 0)
+    if not any(row.get("packet") for row in run.items):
+        return items * per_item
+    # Grounded items are sent once per hint mode and never mutated; which items fall within --limit
+    # depends on the drill order.
+    ordered = drill_order(tuple(Item.model_validate(row) for row in run.items))[:items]
+    modes = len(HINT_MODES[run_hints(run)])
+    return sum(modes if item.grounded else per_item for item in ordered)
 
 
 async def run_drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
@@ -87,6 +100,9 @@ async def run_slow_drill_async(run: RunRecord, target: Target, judge: Judge, sto
     bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
     items = drill_order(bench.items)
     items = items if run.limit is None else items[:run.limit]
+    if any(item.grounded for item in items):  # scripts send item.messages: the packet would be left out
+        raise ValueError("slow drills (scripts, attacker) do not take grounded items (items with a packet); "
+                         "drill them as a fast drill")
     prompters = _prompters(run, attacker)
     recorded = {attempt.variant.id: attempt for attempt in store.attempts(run.run_id)}
     work = iter([(item, prompter) for item in items for prompter in prompters])
@@ -141,7 +157,8 @@ async def _attempt_async(variant: Variant, target: Target, judge: Judge, cache: 
     return Attempt(variant=variant, response=completion.text, finish_reason=completion.finish_reason,
                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                    latency_s=completion.latency_s, retries=completion.retries, cached=cached,
-                   verdict=await judge_safely_async(judge, variant.prompt, completion), finished_at=utc_now())
+                   verdict=await judge_safely_async(judge, variant.prompt, completion),
+                   grounded=score_variant(variant, completion.text), finished_at=utc_now())
 
 
 async def judge_safely_async(judge: Judge, prompt: str, completion: Completion) -> Verdict:
