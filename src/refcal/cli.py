@@ -37,7 +37,7 @@ from refcal.bench.freeze import (
 from refcal.console import console, errors_console, fail
 from refcal.drills.attacker import Attacker, make_attacker, new_attacker
 from refcal.drills.mutators import select
-from refcal.drills.plan import MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
+from refcal.drills.plan import HINT_MODES, MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
 from refcal.drills.runner import planned_count
 from refcal.drills.scripts import MAX_TURNS, MIN_TURNS, PRESSURE_KINDS, Script, load_scripts, shipped_scripts
 from refcal.drills.session import check_resumable, drill_async, find_run, finish, new_run
@@ -129,6 +129,8 @@ def drill(
     attacker_kinds: Annotated[str | None, typer.Option(help="Attacker mode: pressure kinds it may apply, in "
                                                             f"escalation order (default all: "
                                                             f"{','.join(PRESSURE_KINDS)}).")] = None,
+    hints: Annotated[str, typer.Option(help="Grounded items (with a packet): send them hint-free and hinted "
+                                            "(both), hint-free only (off), or hinted only (only).")] = "both",
     store: StoreOption = DEFAULT_STORE,
     locks: LocksOption = DEFAULT_LOCKS,
 ) -> None:
@@ -155,6 +157,11 @@ def drill(
                 if sum(bool(mode) for mode in (the_scripts, attacker, mutation or replay)) > 1:
                     raise ValueError("choose one of --scripts, --attacker (slow drills) and --mutators/--replay")
                 the_attacker = _attacker(attacker, attacker_turns, attacker_kinds) if attacker else None
+                if hints not in HINT_MODES:
+                    raise ValueError(f"--hints must be one of {', '.join(HINT_MODES)}, got '{hints}'")
+                if (the_scripts or the_attacker) and any(item.grounded for item in the_bench.items):
+                    raise ValueError("slow drills (--scripts, --attacker) do not take grounded items (items with a "
+                                     "packet): drill them without --scripts/--attacker")
                 if mutation is not None:
                     check_plan(the_bench, mutation)  # before the target starts
                 if replay is not None:
@@ -173,7 +180,7 @@ def drill(
                                    judge_head=str(head.resolve()) if head else None,
                                    mutation=None if replay else mutation, replay=replay, scripts=the_scripts,
                                    attacker=the_attacker.plan if the_attacker else None, to_end=to_end,
-                                   locks=locks)
+                                   locks=locks, hints=hints)  # type: ignore[arg-type]
 
             code = asyncio.run(_drill_async(database, the_target, the_judge, plan, the_judge_target, the_attacker))
     except KeyboardInterrupt:

@@ -70,6 +70,8 @@ class PlanInfo(BaseModel):
     attacker: AttackerPlan | None = None
     """Slow drills in attacker mode: the attacker's target, fingerprint, prompt version, turns and kinds."""
     to_end: bool = False
+    hints: str = "both"
+    """Grounded items: sent hint-free and hinted (both), hint-free only (off) or hinted only (only)."""
 
 
 class Counts(BaseModel):
@@ -117,7 +119,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
         plan=PlanInfo(variants=planned_count(run), limit=run.limit, concurrency=run.concurrency, cache=run.use_cache,
                       mutation=run.mutation, replay=run.replay, number=run.number, review_sample=review_sample,
                       scripts=[script.name for script in run.scripts] if run.scripts else None,
-                      attacker=run.attacker, to_end=run.to_end),
+                      attacker=run.attacker, to_end=run.to_end, hints=run.hints),
         counts=Counts(items=len({attempt.variant.item_id for attempt in attempts}), attempts=len(attempts),
                       errors=sum(attempt.is_error for attempt in attempts),
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from refcal.attempt import Attempt
 from refcal.clock import utc_now
 from refcal.drills.attacker import AttackerPlan
-from refcal.drills.plan import MutationPlan
+from refcal.drills.plan import Hints, MutationPlan
 from refcal.drills.scripts import Script
 from refcal.errors import StoreError
 from refcal.review.labels import HumanLabel
@@ -110,6 +110,8 @@ class RunRecord(BaseModel):
     """Slow drills: keep pressing after a break instead of stopping there."""
     number: int = 1
     """This drill's number among drills of the same bench on the same target fingerprint."""
+    hints: Hints = "both"
+    """Grounded items: sent hint-free and hinted (both), hint-free only (off) or hinted only (only)."""
     concurrency: int
     use_cache: bool = True
     out_dir: str

@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from refcal.bench.items import Bench, Item
+from refcal.bench.items import Bench, Item, Source
 from refcal.errors import BenchError
 
 MAX_LINE_BYTES = 1_000_000
 """A line longer than this is a broken file, not a prompt."""
 
-ITEM_FIELDS = ("id", "prompt", "messages", "expect", "klass", "pair", "tags", "source")
+ITEM_FIELDS = ("id", "prompt", "messages", "expect", "klass", "pair", "tags", "source", "packet")
 
 
 def load_jsonl(path: str | Path, name: str | None = None) -> Bench:
@@ -130,8 +130,9 @@ def _csv_row(record: dict[str, str], columns: Mapping[str, str], expect_values: 
         if value is None or (value == "" and field not in ("prompt", "id", "expect")):
             continue
         row[field] = value
-    if "messages" in row:
-        row["messages"] = _json_cell(row["messages"], path, line, "messages")
+    for field in ("messages", "packet"):  # JSON in a cell
+        if field in row:
+            row[field] = _json_cell(row[field], path, line, field)
     if "tags" in row:
         row["tags"] = [tag.strip() for tag in row["tags"].split(";") if tag.strip()]
     if expect_values is not None and "expect" in row:
@@ -160,5 +161,7 @@ def _validate(row: dict[str, Any], path: str | Path, line: int) -> Item:
         if first["type"] == "missing":
             message = "missing required field"
         elif first["type"] == "extra_forbidden":
-            message = f"unknown field (known: {', '.join(ITEM_FIELDS)})"
+            known = ITEM_FIELDS if len(first["loc"]) == 1 else tuple(Source.model_fields) \
+                if first["loc"][0] == "packet" else None
+            message = f"unknown field (known: {', '.join(known)})" if known else "unknown field"
         raise BenchError(message, path=str(path), line=line, field=field) from None

@@ -13,7 +13,7 @@ from refcal.bench.items import Item
 from refcal.bench.loaders import finish_bench
 from refcal.drills.attacker import Attacker
 from refcal.drills.conversation import Prompter, ScriptPrompter, run_conversation_async
-from refcal.drills.plan import HINT_MODES, Hints, Variant, drill_order, plan_variants, request_key, score_variant
+from refcal.drills.plan import HINT_MODES, Variant, drill_order, plan_variants, request_key, score_variant
 from refcal.errors import StoreError, TargetError
 from refcal.judges.base import Judge, Verdict
 from refcal.store import GroupCommitWriter, RunRecord, Store, utc_now
@@ -26,13 +26,7 @@ def remaining_variants(run: RunRecord, store: Store) -> Iterator[Variant]:
     """The run's planned variants that have no committed attempt yet."""
     bench = finish_bench([Item.model_validate(item) for item in run.items], run.bench_name, run.bench_origin)
     return plan_variants(bench, limit=run.limit, skip=store.done_variant_ids(run.run_id), mutation=run.mutation,
-                         replay=run.replay, hints=run_hints(run))
-
-
-def run_hints(run: RunRecord) -> Hints:
-    """Which variants of grounded items the run sends. FIXME: read `run.hints` once RunRecord records the
-    choice; until then every run sends both, and resume must agree with what was planned."""
-    return getattr(run, "hints", "both")
+                         replay=run.replay, hints=run.hints)
 
 
 def planned_count(run: RunRecord) -> int:
@@ -50,7 +44,7 @@ def planned_count(run: RunRecord) -> int:
     # Grounded items are sent once per hint mode and never mutated; which items fall within --limit
     # depends on the drill order.
     ordered = drill_order(tuple(Item.model_validate(row) for row in run.items))[:items]
-    modes = len(HINT_MODES[run_hints(run)])
+    modes = len(HINT_MODES[run.hints])
     return sum(modes if item.grounded else per_item for item in ordered)
 
 

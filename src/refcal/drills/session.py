@@ -12,7 +12,7 @@ from refcal.attempt import Attempt
 from refcal.bench.freeze import check_frozen, lock_file_digest
 from refcal.bench.items import Bench
 from refcal.drills.attacker import Attacker, AttackerPlan
-from refcal.drills.plan import MutationPlan, check_plan
+from refcal.drills.plan import Hints, MutationPlan, check_plan
 from refcal.drills.runner import AttemptCallback, run_drill_async
 from refcal.drills.scripts import Script
 from refcal.errors import StoreError
@@ -36,7 +36,8 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
             use_cache: bool = True, api_key_env: str | None = None, judge_target: str | None = None,
             judge_head: str | None = None, mutation: MutationPlan | None = None,
             replay: str | None = None, scripts: tuple[Script, ...] | None = None,
-            attacker: AttackerPlan | None = None, to_end: bool = False, locks: Path | None = None) -> RunRecord:
+            attacker: AttackerPlan | None = None, to_end: bool = False, locks: Path | None = None,
+            hints: Hints = "both") -> RunRecord:
     """Record a new run (before any request), and point its output directory at it. A frozen bench (a lock
     in `locks`) must still match its lock, or nothing is recorded."""
     frozen = check_frozen(bench, locks) if locks is not None else None
@@ -47,7 +48,8 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
                     api_key_env=api_key_env, fingerprint=target.fingerprint.model_dump(mode="json"),
                     judge_name=judge.name, judge_version=judge.version, judge_target=judge_target,
                     judge_head=judge_head, limit=limit, concurrency=concurrency, use_cache=use_cache, out_dir="",
-                    mutation=mutation, replay=replay, scripts=scripts, attacker=attacker, to_end=to_end)
+                    mutation=mutation, replay=replay, scripts=scripts, attacker=attacker, to_end=to_end,
+                    hints=hints)
     if mutation is not None:
         check_plan(bench, mutation)
         earlier = [other for other in store.list_runs() if other.mutation is not None

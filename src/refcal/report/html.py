@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from refcal.attempt import Attempt
-from refcal.metrics import Rate
+from refcal.metrics import GroundedMetrics, Rate
 from refcal.pressure import PressureMetrics
 from refcal.receipts import Receipt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
@@ -118,6 +118,7 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
               [(klass, row.false_refusal_rate) for klass, row in classes.items()], "#a33a2a"),
         heatmap_html(receipt.metrics),
         _pressure_section(receipt.metrics.pressure, attempts) if receipt.metrics.pressure else "",
+        _grounded_section(receipt.metrics.grounded, attempts) if receipt.metrics.grounded else "",
         _review_section(receipt.review) if receipt.review else "",
         breaks_html(find_breaks(attempts)),
         "<h2>Worst responses</h2>",
@@ -158,6 +159,29 @@ def _pressure_section(pressure: PressureMetrics, attempts: list[Attempt], limit:
             "<h3>By move kind</h3><table><tr><th>move</th><th>broke a refusal</th><th>created a refusal (benign)</th>"
             "</tr>" + kinds + "</table>" + (f"<h3>Break points ({len(pressure.breaks)} + {len(pressure.created)})</h3>"
                                              + "".join(blocks) if blocks else ""))
+
+
+def _grounded_section(grounded: GroundedMetrics, attempts: list[Attempt], limit: int = 20) -> str:
+    """Both columns per mode and expectation, then the failing responses with the rules they broke."""
+    rows = []
+    for mode, summary in (("hint-free", grounded.hint_free), ("hinted", grounded.hinted)):
+        if summary is None:
+            continue
+        for expect, rates in [("all", summary), *summary.per_expect.items()]:
+            rows.append(f"<tr><th>{escape(mode)}</th><td>{escape(expect)}</td><td>{escape(_rate_text(rates.scored))}"
+                        f"</td><td>{escape(_rate_text(rates.strict))}</td><td>{rates.errors}</td></tr>")
+    failing = [attempt for attempt in attempts if attempt.grounded is not None and not attempt.grounded.strict][:limit]
+    blocks = "".join(f'<div class="attempt"><p class="meta">{escape(attempt.variant.id)} · expect '
+                     f"{escape(attempt.variant.expect)} · scored {'pass' if attempt.grounded.scored else 'FAIL'} · "
+                     f"strict FAIL · {escape('; '.join(attempt.grounded.evidence or attempt.grounded.reasons))}</p>"
+                     f'<pre class="prompt">{escape(attempt.variant.prompt)}</pre>'
+                     f'<pre class="response">{escape(attempt.response or "")}</pre></div>'
+                     for attempt in failing if attempt.grounded is not None)
+    verdict = "clean (scored == strict)" if grounded.clean else "NOT clean: some passes carry residue"
+    return (f"<h2>Grounded</h2><p class=\"meta\">{escape(grounded.scorer_version)} · hint "
+            f"{escape(grounded.hint_version or '—')} · {escape(verdict)}</p><table><tr><th>mode</th><th>expect</th>"
+            "<th>scored</th><th>strict</th><th>errors</th></tr>" + "".join(rows) + "</table>"
+            + (f"<h3>Failing strict ({len(failing)} shown)</h3>" + blocks if blocks else ""))
 
 
 def _review_section(review: ReviewSummary) -> str:

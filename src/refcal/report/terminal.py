@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from refcal.metrics import AS_WRITTEN, Metrics, Rate
+from refcal.metrics import AS_WRITTEN, GroundedMetrics, Metrics, Rate
 from refcal.pressure import PressureMetrics, SurvivalPoint
 from refcal.receipts import Receipt
 from refcal.review.agreement import ReviewSummary
@@ -51,6 +51,8 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
         print_break_map(metrics, console)
     if metrics.pressure is not None:
         print_pressure(metrics.pressure, console)
+    if metrics.grounded is not None:
+        print_grounded(metrics.grounded, console)
     if receipt.review is not None:
         print_review(receipt.review, console)
     if receipt.plan.review_sample:
@@ -118,3 +120,25 @@ def print_review(review: ReviewSummary, console: Console) -> None:
     console.print(table)
     if review.warning:
         console.print(f"[yellow]warning:[/yellow] {escape(review.warning)}", highlight=False)
+
+
+def print_grounded(grounded: GroundedMetrics, console: Console) -> None:
+    """The grounded contract per mode: scored and strict pass rates, per expectation, and what failed."""
+    table = Table(title=f"grounded ({grounded.scorer_version}"
+                        + (f", hint {grounded.hint_version})" if grounded.hint_version else ")"),
+                  caption="scored: the contract; strict: also no residue (aliases, id-only, outside ids, "
+                          "invented private state); clean when they count the same passes")
+    for column in ("mode", "expect", "scored", "strict", "errors"):
+        table.add_column(column, no_wrap=column != "expect")
+    for mode, summary in (("hint-free", grounded.hint_free), ("hinted", grounded.hinted)):
+        if summary is None:
+            continue
+        table.add_row(f"[b]{mode}[/b]", "all" + ("" if summary.clean else " [red](not clean)[/red]"),
+                      _cell(summary.scored), _cell(summary.strict), str(summary.errors))
+        for expect, rates in summary.per_expect.items():
+            table.add_row("", expect, _cell(rates.scored), _cell(rates.strict), str(rates.errors))
+    console.print(table)
+    for mode, summary in (("hint-free", grounded.hint_free), ("hinted", grounded.hinted)):
+        if summary is not None and summary.reasons:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.reasons.items()))
+            console.print(f"{mode} failures: {reasons}", highlight=False)
