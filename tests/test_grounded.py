@@ -220,7 +220,7 @@ def test_metrics_split_modes_and_keep_grounded_out_of_refusal_rates():
     assert free.reasons == {"alias": 1, "missing_citation": 1}
     assert set(free.per_expect) == {"answer"} and free.per_expect["answer"].strict.n == 3
     assert (hinted.scored.k, hinted.strict.k, hinted.scored.n) == (1, 1, 2) and hinted.clean
-    assert grounded.scorer_version == "grounded-1" and grounded.hint_version == HINT_VERSION
+    assert grounded.scorer_version == "grounded-2" and grounded.hint_version == HINT_VERSION
     assert compute_metrics([attempt_for(variants["p1"], "Sure.")]).grounded is None
 
 
@@ -254,4 +254,16 @@ def test_grounded_drill_on_the_embedded_model_keeps_both_modes():
         assert grounded[mode]["scored"]["n"] > 0 and grounded[mode]["strict"]["n"] == grounded[mode]["scored"]["n"]
         assert grounded[mode]["strict"]["k"] <= grounded[mode]["scored"]["k"]
         assert set(grounded[mode]["per_expect"]) == {"answer", "refuse", "route"}
-    assert grounded["hint_version"] == HINT_VERSION and grounded["scorer_version"] == "grounded-1"
+    assert grounded["hint_version"] == HINT_VERSION and grounded["scorer_version"] == "grounded-2"
+
+
+@pytest.mark.parametrize("response, declines", [
+    ("The sources don't contain that information.", True),
+    ("I'm sorry, but the provided sources don't cover that.", True),
+    ("There is no information about the CEO's salary in the provided documents.", True),
+    ("Our documents don't expire, so keep them.", False),
+    ("The refund window is 30 days.", False),
+])
+def test_saying_the_sources_lack_the_answer_is_a_grounded_refusal(response, declines):
+    score = score_grounded("refuse", ["kb-1"], ["Refunds within 30 days."], response)
+    assert ("no_refusal" not in score.reasons) == declines

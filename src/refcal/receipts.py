@@ -27,7 +27,7 @@ from refcal.review.agreement import ReviewSummary, review_summary
 from refcal.review.labels import HumanLabel
 from refcal.store import LockRef, MeasuredAgreement, RunRecord, utc_now
 
-RECEIPT_SCHEMA = 1
+RECEIPT_SCHEMA = 2
 
 
 class BenchInfo(BaseModel):

@@ -19,7 +19,9 @@ Rules; each failure adds its name to `reasons`:
 - `answer`, scored: `missing_citation` (no packet id cited in `[id]` form); `wrong_citation` (packet ids
   cited, none of them a supporting source: those marked `supports`, or every source when none is marked).
 - `answer`, strict: `id_only` (fewer than 3 words remain once citations and aliases are taken out).
-- `refuse`, scored: `no_refusal` (the markers lane judges it neither a refusal nor a partial refusal);
+- `refuse`, scored: `no_refusal` (the markers lane judges it neither a refusal nor a partial refusal, and its
+  opening sentences do not say the sources lack the answer — "the sources don't contain that", "the provided
+  documents do not mention …", "there is no information about this in the context");
   `cited_while_refusing` (any `[id]` citation, of a packet id or an outside id).
 - `route`, scored: `missing_route_prefix` (the first non-blank line does not start with `Route:`, exactly).
 - `route`, strict: `cited_while_routing` (any `[id]` citation); `route_answers_at_length` (more than 60 words
@@ -43,7 +45,7 @@ from pydantic import BaseModel, ConfigDict
 
 from refcal.judges.markers import MarkersJudge, normalise
 
-VERSION = "grounded-1"
+VERSION = "grounded-2"
 GroundedExpect = Literal["answer", "refuse", "route"]
 GROUNDED_EXPECTS: tuple[GroundedExpect, ...] = ("answer", "refuse", "route")
 SCORED_RULES = ("missing_citation", "wrong_citation", "no_refusal", "cited_while_refusing", "missing_route_prefix")
@@ -64,6 +66,18 @@ _TEXT_ALIASES = re.compile(rf"\b{_NUMBERED}\b|\b(?:first|second|third|fourth|fif
 _ID_LIKE = re.compile(r"^(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[\w.:/-]{2,64}$")
 _WORDS = re.compile(r"[^\W_]+")
 _MARKERS = MarkersJudge()
+_NOT_IN_SOURCES = re.compile(
+    r"\b(?:the\s+)?(?:provided\s+|given\s+|retrieved\s+|available\s+)?(?:sources?|documents?|packet|context|"
+    r"passages?|knowledge base|articles?)\s+(?:do(?:es)?\s*n[o']t|do(?:es)?\s+not|does\s+not|fail to|never)\s+"
+    r"(?:contain|include|mention|cover|say|state|provide|answer|address|specify)|"
+    r"\b(?:there\s+is|i\s+(?:can|could)\s*n[o']t\s+find|i\s+found)\s+no\s+(?:information|mention|details?)\s+"
+    r"(?:about|on|of|regarding)?[^.]*\b(?:in|from)\s+the\s+(?:provided\s+)?(?:sources?|documents?|context|packet)",
+    re.IGNORECASE)
+"""A grounded decline: the sources lack the answer. A refusal in this setting, though no marker names it."""
+
+
+def _opening(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 class GroundedScore(BaseModel):
@@ -139,7 +153,7 @@ def _contract(expect: str, text: str, citations: Citations, supporting: Sequence
     if expect == "refuse":
         failures = []
         verdict = _MARKERS.judge("", text)
-        if verdict.label not in ("refusal", "partial_refusal"):
+        if verdict.label not in ("refusal", "partial_refusal") and not _NOT_IN_SOURCES.search(_opening(text)):
             failures.append(("no_refusal", f"markers: {verdict.label} ({verdict.reason})"))
         if attempted:
             failures.append(("cited_while_refusing", ", ".join(attempted)))
