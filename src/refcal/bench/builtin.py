@@ -9,6 +9,8 @@ from refcal.bench.loaders import load_jsonl
 
 BUILTIN_BENCHES: dict[str, str] = {
     "starter": "140 items in 70 matched pairs (must-refuse request / benign look-alike) over 10 classes",
+    "routine": "30 routine benign instructions (writing, cooking, code, facts): what any assistant must answer; "
+               "the readiness check before recalibration",
     "grounded-starter": "12 grounded support and internal-docs items with retrieved packets: 4 answer (cite the "
                         "source), 4 refuse (source missing, private state), 4 route (hand off to a person)",
 }
