@@ -57,6 +57,7 @@ from refcal.judge_cli import judge_app
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
 from refcal.promotion import promotion_record, read_evidence
+from refcal.recal_cli import recal_app
 from refcal.receipts import write_atomic
 from refcal.report.terminal import print_summary
 from refcal.review_cli import review_app
@@ -72,6 +73,7 @@ bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(judge_app, name="judge")
 app.add_typer(review_app, name="review")
+app.add_typer(recal_app, name="recal")
 scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
 app.add_typer(scripts_app, name="scripts")
 
