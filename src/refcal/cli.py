@@ -35,6 +35,7 @@ from refcal.bench.freeze import (
     write_lock,
 )
 from refcal.console import console, errors_console, fail
+from refcal.corpus_cli import corpus_app
 from refcal.drills.attacker import Attacker, make_attacker, new_attacker
 from refcal.drills.mutators import select
 from refcal.drills.plan import HINT_MODES, MAX_DEPTH, MAX_PER_ITEM, MutationPlan, check_plan, replay_variant
@@ -74,6 +75,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(judge_app, name="judge")
 app.add_typer(review_app, name="review")
 app.add_typer(recal_app, name="recal")
+app.add_typer(corpus_app, name="corpus")
 scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
 app.add_typer(scripts_app, name="scripts")
 
