@@ -34,7 +34,7 @@ from refcal.bench.freeze import (
     spec_from_lock,
     write_lock,
 )
-from refcal.console import console, errors_console, fail
+from refcal.console import DEFAULT_STORE, LocksOption, StoreOption, console, errors_console, fail
 from refcal.corpus_cli import corpus_app
 from refcal.drills.attacker import Attacker, make_attacker, new_attacker
 from refcal.drills.mutators import select
@@ -66,7 +66,6 @@ from refcal.store import RunRecord, Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_TARGET, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-DEFAULT_STORE = Path(".refcal") / "refcal.db"
 
 app = typer.Typer(help="refcal: refusal calibration drills for language models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -79,9 +78,6 @@ app.add_typer(corpus_app, name="corpus")
 scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
 app.add_typer(scripts_app, name="scripts")
 
-StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
-LocksOption = Annotated[Path, typer.Option("--locks", envvar="REFCAL_LOCKS", help="Folder of bench locks "
-                                                                                  "(`refcal bench freeze`).")]
 
 
 def _parse_mapping(text: str | None, option: str) -> dict[str, str] | None:

@@ -1,9 +1,18 @@
-"""The CLI's consoles and its one way to stop on a user error (one red line, an exit code)."""
+"""The CLI's consoles, its one way to stop on a user error (one red line, an exit code), and the options
+every command group shares."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
+
+DEFAULT_STORE = Path(".refcal") / "refcal.db"
+StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
+LocksOption = Annotated[Path, typer.Option("--locks", envvar="REFCAL_LOCKS", help="Folder of bench locks "
+                                                                                  "(`refcal bench freeze`).")]
 
 console = Console()
 errors_console = Console(stderr=True)

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from refcal.bench.freeze import DEFAULT_LOCKS
-from refcal.console import console, errors_console, fail
+from refcal.console import LocksOption, console, errors_console, fail
 from refcal.corpus import KINDS, ContaminationOptions, ContaminationReport, Hit, check_corpus
 from refcal.corpus.contamination import Progress as ProgressCallback
 from refcal.errors import InputFileError, MissingExtraError
@@ -36,8 +36,6 @@ KIND_STYLES = {"exact": "red", "near": "red", "template": "yellow", "semantic": 
 DEFAULTS = ContaminationOptions()
 
 corpus_app = typer.Typer(no_args_is_help=True)
-LocksOption = Annotated[Path, typer.Option("--locks", envvar="REFCAL_LOCKS", help="Folder of bench locks "
-                                                                                  "(`refcal bench freeze`).")]
 
 
 @corpus_app.callback()

@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from refcal.bench.freeze import DEFAULT_LOCKS
-from refcal.console import console, errors_console, fail
+from refcal.console import LocksOption, console, errors_console, fail
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
@@ -40,8 +40,6 @@ PLAIN_LINES = 10
 """Without a terminal, a progress line each time another tenth of a stage is done."""
 
 recal_app = typer.Typer(no_args_is_help=True)
-LocksOption = Annotated[Path, typer.Option("--locks", envvar="REFCAL_LOCKS", help="Folder of bench locks the corpus "
-                                                                                  "is checked against.")]
 
 
 @recal_app.callback()

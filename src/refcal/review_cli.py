@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from refcal.console import console, fail
+from refcal.console import DEFAULT_STORE, StoreOption, console, fail
 from refcal.drills.session import find_run, finish
 from refcal.errors import InputFileError, StoreError
 from refcal.receipts import write_atomic
@@ -45,8 +45,6 @@ class _DefaultToServe(TyperGroup):
 review_app = typer.Typer(cls=_DefaultToServe, help="`refcal review [RUN…] [--reviewer NAME] [--second-opinion] "
                                                    "[--host H --port P]` opens the review page (one sampled attempt "
                                                    "at a time); the commands below export, import and compare labels.")
-StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE", help="Run database.")]
-DEFAULT_STORE = Path(".refcal") / "refcal.db"
 RunsArgument = Annotated[list[str] | None, typer.Argument(help="Run ids or output directories (default: all runs; "
                                                                "the page: the latest run).")]
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from refcal import __version__
 from refcal.corpus import ContaminationReport
+from refcal.digests import file_sha256
 from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
 
@@ -149,13 +150,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a corpus file's bytes (not cached: a corpus may be rewritten between runs)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+file_digest = file_sha256
+"""sha256 of a corpus file's bytes (not cached: a corpus may be rewritten between runs)."""
 
 
 def receipt_digest(receipt: TrainingReceipt[SettingsT]) -> str:

@@ -8,13 +8,13 @@ that file is used (its plugin code imports `llm`, which refcal does not need).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.metadata
 import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from refcal.digests import file_sha256
 from refcal.errors import FatalTargetError, MissingExtraError, TargetSpecError
 from refcal.targets.base import GenerationParams, RetryPolicy
 from refcal.targets.openai import OpenAITarget
@@ -41,14 +41,8 @@ def embedded_gguf(name: str) -> Path:
     raise MissingExtraError(f"'{distribution}' is installed but holds no {filename}")
 
 
-@cache
-def file_digest(path: Path) -> str:
-    """sha256 of a weights file (cached per process: a GGUF does not change under a running drill)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+file_digest = cache(file_sha256)
+"""sha256 of a weights file (cached per process: a GGUF does not change under a running drill)."""
 
 
 class LlamaCppTarget(OpenAITarget):
