@@ -26,6 +26,7 @@ from refcal.bench.freeze import DEFAULT_LOCKS
 from refcal.console import LocksOption, console, errors_console, fail
 from refcal.corpus import KINDS, ContaminationOptions, ContaminationReport, Hit, check_corpus
 from refcal.corpus.contamination import Progress as ProgressCallback
+from refcal.corpus_build_cli import register as register_build
 from refcal.errors import InputFileError, MissingExtraError
 from refcal.receipts import write_atomic
 
@@ -41,6 +42,9 @@ corpus_app = typer.Typer(no_args_is_help=True)
 @corpus_app.callback()
 def corpus_main() -> None:
     """Training corpora: check them against every frozen bench before a training run."""
+
+
+register_build(corpus_app)
 
 
 @corpus_app.command("check")
