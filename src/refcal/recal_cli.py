@@ -34,12 +34,18 @@ from rich.progress import (
 from refcal.bench.freeze import DEFAULT_LOCKS
 from refcal.console import LocksOption, console, errors_console, fail
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
+from refcal.recal.direction_cli import direction_app
+from refcal.recal_check_cli import readiness_command
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 PLAIN_LINES = 10
 """Without a terminal, a progress line each time another tenth of a stage is done."""
 
 recal_app = typer.Typer(no_args_is_help=True)
+
+
+recal_app.add_typer(direction_app)
+recal_app.command("check")(readiness_command)
 
 
 @recal_app.callback()

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from refcal.bench.freeze import DEFAULT_LOCKS, read_locks
 from refcal.clock import utc_now
 from refcal.corpus import ContaminationOptions, ContaminationReport, CorpusText
-from refcal.errors import InputFileError, MissingExtraError, RefcalError, TargetSpecError
+from refcal.errors import InputFileError, MissingExtraError, RefcalError
 from refcal.jsonl import json_lines
 from refcal.recal.contrastive import (
     ContrastivePair,
@@ -60,10 +60,10 @@ from refcal.recal.receipt import (
     sealed,
     write_training_receipt,
 )
+from refcal.recal.weights import base_location
 from refcal.receipts import write_atomic
 from refcal.targets import make_target
 from refcal.targets.base import Fingerprint
-from refcal.targets.llamacpp import embedded_gguf
 
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'refcal[hf,recal]'"
 CHECKPOINTS = "checkpoints"
@@ -194,19 +194,9 @@ class BaseWeights:
 def resolve_base(spec: str) -> BaseWeights:
     """`hf:PATH` (a folder of transformers weights or a .gguf file), `llamacpp:smollm2` or `llamacpp:PATH.gguf`
     (that GGUF, loaded into transformers); TargetSpecError for anything else or a path that does not exist."""
-    kind, _, rest = spec.partition(":")
-    if kind == "llamacpp" and rest:
-        path = Path(rest).expanduser() if rest.endswith(".gguf") else embedded_gguf(rest)
-    elif kind == "hf" and rest:
-        path = Path(rest).expanduser()
-    else:
-        raise TargetSpecError(f"bad base '{spec}': expected hf:PATH (a folder of transformers weights or a .gguf "
-                              "file), llamacpp:smollm2 or llamacpp:PATH.gguf (an openai: target has no weights to "
-                              "train)")
-    fingerprint = make_target(spec).fingerprint  # checks the path exists and hashes the weights
-    if path.suffix == ".gguf":
-        return BaseWeights(spec, path.parent, path.name, fingerprint)
-    return BaseWeights(spec, path, None, fingerprint)
+    directory, gguf_file = base_location(spec)
+    fingerprint = make_target(spec).fingerprint  # hashes the weights
+    return BaseWeights(spec, directory, gguf_file, fingerprint)
 
 
 def _import_training() -> tuple[Any, Any, Any, Any]:

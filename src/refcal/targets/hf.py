@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from refcal.bench.items import Message
-from refcal.errors import FatalTargetError, MissingExtraError, TargetError, TargetSpecError
+from refcal.errors import FatalTargetError, InputFileError, MissingExtraError, TargetError, TargetSpecError
 from refcal.targets.base import Completion, Fingerprint, GenerationParams, RetryPolicy, Target
 from refcal.targets.llamacpp import file_digest
 
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'refcal[hf]'"
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-"""The files whose bytes decide a directory model's answers; config and tokenizer files are not hashed."""
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "steering.json")
+"""The files whose bytes decide a directory model's answers (conditional steering included); config and
+tokenizer files are not hashed."""
 BATCH_WAIT_S = 0.005
 """How long an open batch waits for one more request once the queue is empty: long enough for a drill's
 burst of submissions to land in the same batch, short against the seconds a generate call takes."""
@@ -102,6 +103,7 @@ class HFTarget(Target):
         self.trust_remote_code = trust_remote_code
         self._fingerprint: Fingerprint | None = None
         self._model: Any = None
+        self._steering: Any = None
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
         self._queue: asyncio.Queue[_Request] | None = None
@@ -184,6 +186,18 @@ class HFTarget(Target):
                     if not request.future.done():
                         request.future.set_result(completion)
 
+    def _attach_steering(self, model: Any) -> Any:
+        """Conditional steering saved by `refcal recal direction` beside the weights (steering.json); the
+        hooks are kept for the model's lifetime. None for plain weights."""
+        if not self.model_path.is_dir() or not (self.model_path / "steering.json").exists():
+            return None
+        from refcal.recal.direction import load_steering
+
+        try:
+            return load_steering(model, self.model_path)
+        except InputFileError as error:
+            raise FatalTargetError(f"{self.path}: {error}") from error
+
     def _load(self) -> tuple[Any, Any, list[int]]:
         """Tokenizer and model from local files only; a FatalTargetError naming the path otherwise."""
         torch, transformers = _import_hf()
@@ -202,6 +216,7 @@ class HFTarget(Target):
         if not getattr(tokenizer, "chat_template", None):
             raise FatalTargetError(f"{self.path} has no chat template, and refcal sends chats")
         model.eval()
+        self._steering = self._attach_steering(model)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
