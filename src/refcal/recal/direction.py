@@ -48,7 +48,7 @@ import torch.nn.functional as functional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refcal.errors import InputFileError, RefcalError
-from refcal.recal.weights import base_location
+from refcal.recal.weights import base_location, load_dense
 from refcal.receipts import write_atomic
 
 Chat = list[dict[str, str]]
@@ -206,25 +206,9 @@ def load_base(base: BaseWeights) -> tuple[Any, Any]:
     """(model, tokenizer) in float32 from local files only, a GGUF dequantized to plain dense weights (weights
     left in GGUF blocks can be neither edited nor saved); DirectionError naming the spec when they cannot be
     loaded, have no chat template, or lack the projections the edits need."""
-    import transformers
-
-    options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
-    model_options: dict[str, Any] = {"dtype": torch.float32}
-    if base.gguf_file is not None:
-        options["gguf_file"] = base.gguf_file
-        model_options["quantization_config"] = transformers.GgufConfig(dequantize=True)
-    try:
-        config = transformers.AutoConfig.from_pretrained(base.directory, **options)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(base.directory, config=config, **options)
-        model = transformers.AutoModelForCausalLM.from_pretrained(base.directory, config=config, **options,
-                                                                  **model_options)
-    except Exception as error:
-        raise DirectionError(f"transformers could not load the base {base.spec}: {error}") from error
-    if not getattr(tokenizer, "chat_template", None):
-        raise DirectionError(f"{base.spec} has no chat template: directions are read after the model's own template")
+    model, tokenizer = load_dense(base.spec, base.directory, base.gguf_file, torch.float32, DirectionError,
+                                  "directions are read after the model's own template")
     tokenizer.padding_side = "left"  # every row's last prompt token sits in the last column
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     decoder_layers(model, base.spec)
     return model, tokenizer

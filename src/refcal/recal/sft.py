@@ -60,7 +60,7 @@ from refcal.recal.receipt import (
     sealed,
     write_training_receipt,
 )
-from refcal.recal.weights import base_location
+from refcal.recal.weights import base_location, load_dense
 from refcal.receipts import write_atomic
 from refcal.targets import make_target
 from refcal.targets.base import Fingerprint
@@ -227,24 +227,9 @@ def resolve_device(settings: SFTSettings) -> tuple[str, str]:
 def load_base(base: BaseWeights, device: str, dtype: str) -> tuple[Any, Any]:
     """(model, tokenizer) from local files only, a GGUF dequantized to a plain dense model; TrainingSetupError
     naming the spec when they cannot be loaded or the tokenizer has no chat template."""
-    torch, transformers, *_ = _import_training()
-    options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
-    model_options: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    if base.gguf_file is not None:
-        options["gguf_file"] = base.gguf_file
-        # Dense weights: a model left in GGUF blocks can be neither trained nor saved as safetensors.
-        model_options["quantization_config"] = transformers.GgufConfig(dequantize=True)
-    try:
-        config = transformers.AutoConfig.from_pretrained(base.directory, **options)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(base.directory, config=config, **options)
-        model = transformers.AutoModelForCausalLM.from_pretrained(base.directory, config=config, **options,
-                                                                  **model_options)
-    except Exception as error:
-        raise TrainingSetupError(f"transformers could not load the base {base.spec}: {error}") from error
-    if not getattr(tokenizer, "chat_template", None):
-        raise TrainingSetupError(f"{base.spec} has no chat template: SFT renders rows with the model's own template")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    torch, *_ = _import_training()
+    model, tokenizer = load_dense(base.spec, base.directory, base.gguf_file, getattr(torch, dtype),
+                                  TrainingSetupError, "SFT renders rows with the model's own template")
     return model.to(device), tokenizer
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from refcal.errors import TargetSpecError
 from refcal.targets.llamacpp import embedded_gguf
@@ -27,3 +28,30 @@ def base_location(spec: str) -> tuple[Path, str | None]:
     if not (path / "config.json").is_file():
         raise TargetSpecError(f"bad base '{spec}': {path} is not a folder of transformers weights (no config.json)")
     return path, None
+
+
+def load_dense(spec: str, directory: Path, gguf_file: str | None, dtype: Any, error: type[Exception],
+               template_use: str) -> tuple[Any, Any]:
+    """(model, tokenizer) from local files only, never with remote code, a GGUF dequantized to plain dense
+    weights (a model left in GGUF blocks can be neither trained, edited nor saved as safetensors); `error`
+    naming the spec when they cannot be loaded or the tokenizer has no chat template (`template_use` says why
+    the template is needed)."""
+    import transformers
+
+    options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+    model_options: dict[str, Any] = {"dtype": dtype}
+    if gguf_file is not None:
+        options["gguf_file"] = gguf_file
+        model_options["quantization_config"] = transformers.GgufConfig(dequantize=True)
+    try:
+        config = transformers.AutoConfig.from_pretrained(directory, **options)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, config=config, **options)
+        model = transformers.AutoModelForCausalLM.from_pretrained(directory, config=config, **options,
+                                                                  **model_options)
+    except Exception as failure:
+        raise error(f"transformers could not load the base {spec}: {failure}") from failure
+    if not getattr(tokenizer, "chat_template", None):
+        raise error(f"{spec} has no chat template: {template_use}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
