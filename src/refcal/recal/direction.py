@@ -231,19 +231,6 @@ def decoder_layers(model: Any, spec: str = "the model") -> Sequence[Any]:
     return layers
 
 
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """torch's thread count set for the block and restored after (it is process-wide). On a shared two-core
-    machine one thread can be several times faster than two: OpenMP threads spin-wait on a busy core."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 # Reading the model.
 
 def _batches(chats: Sequence[Chat], tokenizer: Any, batch_size: int) -> Iterator[tuple[list[int], Any]]:

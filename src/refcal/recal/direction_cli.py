@@ -109,33 +109,26 @@ def direction_command(
 
 
 def _print_outcome(outcome: Any, out: Path) -> None:
+    from refcal.recal.search import evaluation_text  # torch-heavy: imported once a search has run
+
     report = outcome.report
     console.print(f"{len(report.trials)} trials, front {report.front}; plot → {escape(str(out / 'pareto.html'))}",
                   highlight=False)
     if report.baseline is not None:
-        console.print(f"base:   {_rates(report.baseline)}", highlight=False)
+        console.print(evaluation_text("base  ", report.baseline), highlight=False)
     if outcome.receipt is None:
         errors_console.print(f"[yellow]no trial meets false refusal ≤ {report.rule.max_false_refusal:g} and KL ≤ "
                              f"{report.rule.max_kl:g}[/yellow]; nothing saved (loosen the bounds and run again "
                              "with --trials 0 to choose from the same trials)", highlight=False)
         return
     receipt = outcome.receipt
-    console.print(f"chosen: trial {receipt.chosen.number}, {_rates(receipt.chosen.evaluation)}", highlight=False)
+    console.print(evaluation_text(f"chosen trial {receipt.chosen.number}", receipt.chosen.evaluation),
+                  highlight=False)
     console.print(f"saved as {receipt.saved_as} in {receipt.wall_time_s['total']:.0f} s → {escape(receipt.output)} "
                   f"(drill it with --target hf:{escape(receipt.output)})", highlight=False)
     if receipt.saved_as == "steering-file":
         errors_console.print("[yellow]conditional steering lives in steering.json:[/yellow] only loaders that call "
                              "refcal.recal.direction.load_steering apply it", highlight=False)
-
-
-def _rates(evaluation: Any) -> str:
-    def rate(value: Any) -> str:
-        if value.value is None:
-            return "–"
-        return f"{value.value:.0%} [{value.ci_low:.0%}–{value.ci_high:.0%}]"
-
-    return (f"refusal {rate(evaluation.refusal)}, false refusal {rate(evaluation.false_refusal)}, "
-            f"KL {evaluation.kl:.3f}")
 
 
 @contextlib.contextmanager

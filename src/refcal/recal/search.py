@@ -63,7 +63,6 @@ from refcal.recal.direction import (
     Steering,
     SteeringHooks,
     ablated,
-    cpu_threads,
     extract_directions,
     generate,
     kl_divergence,
@@ -74,6 +73,7 @@ from refcal.recal.direction import (
     save_edited,
     steering_plan,
 )
+from refcal.recal.weights import cpu_threads
 from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
 from refcal.targets.hf import HFTarget, weights_digest
@@ -673,20 +673,21 @@ def pareto_fragment(report: SearchReport) -> str:
         colour = "#2563eb" if record.number in report.front else "#9ca3af"
         fill = colour if feasible else "none"
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{colour}">'
-                     f'<title>{escape(_point_label(f"trial {record.number}", record.evaluation))}</title></circle>')
+                     f'<title>{escape(evaluation_text(f"trial {record.number}", record.evaluation))}</title></circle>')
         if record.number == report.chosen:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="#dc2626" stroke-width="2"/>')
     if report.baseline is not None and report.baseline.refusal.value is not None:
         x, y = position(report.baseline)
         parts.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#111">'
-                     f'<title>{escape(_point_label("base", report.baseline))}</title></rect>')
+                     f'<title>{escape(evaluation_text("base", report.baseline))}</title></rect>')
     title = f"Direction search ({report.mode}): {len(report.trials)} trials, KL ≤ {report.rule.max_kl:g}"
     return (f'<figure class="pareto"><svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH}" '
             f'height="{SVG_HEIGHT}" role="img" aria-label="{escape(title)}">{"".join(parts)}</svg>'
             f'<figcaption>{escape(title)}</figcaption></figure>')
 
 
-def _point_label(name: str, evaluation: Evaluation) -> str:
+def evaluation_text(name: str, evaluation: Evaluation) -> str:
+    """A trial's (or the base's) rates with intervals and counts, and its KL: for tooltips and the terminal."""
     def interval(rate: Rate) -> str:
         if rate.value is None:
             return "–"
@@ -713,7 +714,7 @@ def pareto_page(report: SearchReport) -> str:
 
     def label(record: TrialRecord) -> str:
         edit = escape(json.dumps(record.edit.model_dump(mode="json"), indent=1)).replace("\n", "<br>")
-        return f"{escape(_point_label(f'trial {record.number}', record.evaluation))}<br>{edit}"
+        return f"{escape(evaluation_text(f'trial {record.number}', record.evaluation))}<br>{edit}"
 
     for name, group, style in (
             ("infeasible (KL above bound)", [r for r in scored if r.evaluation.kl > report.rule.max_kl],
@@ -726,7 +727,7 @@ def pareto_page(report: SearchReport) -> str:
              {"mode": "markers", "marker": {"color": "#dc2626", "size": 14, "symbol": "circle-open"}})):
         trace(name, [record.evaluation for record in group], [label(record) for record in group], **style)
     if report.baseline is not None and report.baseline.refusal.value is not None:
-        trace("base", [report.baseline], [escape(_point_label("base", report.baseline))], mode="markers",
+        trace("base", [report.baseline], [escape(evaluation_text("base", report.baseline))], mode="markers",
               marker={"color": "#111", "symbol": "square", "size": 10})
     figure.update_layout(title=f"Direction search ({report.mode}): refusal vs false refusal, KL ≤ "
                                f"{report.rule.max_kl:g}", template="plotly_white",

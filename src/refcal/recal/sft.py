@@ -60,7 +60,7 @@ from refcal.recal.receipt import (
     sealed,
     write_training_receipt,
 )
-from refcal.recal.weights import base_location, load_dense
+from refcal.recal.weights import base_location, cpu_threads, load_dense
 from refcal.receipts import write_atomic
 from refcal.targets import make_target
 from refcal.targets.base import Fingerprint
@@ -518,7 +518,7 @@ def run_sft(job: SFTJob, progress: Progress | None = None, callbacks: Sequence[A
     for folder in complete_checkpoints(checkpoints)[1]:
         shutil.rmtree(folder)  # half-written (a kill or a full disk mid-save); the trainer would trip on it
     timings = {"load": round(job.load_seconds, 2)}
-    with _cpu_threads(torch, job.settings.cpu_threads if job.device == "cpu" else None):
+    with cpu_threads(job.settings.cpu_threads if job.device == "cpu" else None):
         transformers.set_seed(job.settings.seed)
         with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
@@ -538,18 +538,6 @@ def run_sft(job: SFTJob, progress: Progress | None = None, callbacks: Sequence[A
 def lora_config(peft: Any, settings: SFTSettings) -> Any:
     return peft.LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                            target_modules=settings.target_modules, bias="none", task_type="CAUSAL_LM")
-
-
-@contextlib.contextmanager
-def _cpu_threads(torch: Any, threads: int | None) -> Iterator[None]:
-    """torch's thread count set for the block and restored after (it is process-wide)."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _contrastive_stage(job: SFTJob, model: Any, progress: Progress | None, timings: dict[str, float]) -> Curve:
