@@ -22,6 +22,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from refcal.drills.scripts import MAX_TURNS, PRESSURE_KINDS, Move, Script
+from refcal.redact import redact
 
 _RULES = (
     ("prior_session", r"\b(last time|earlier you|yesterday you|you already (told|helped|agreed|said)|previous "
@@ -43,8 +44,6 @@ _RULES = (
 KIND_RULES = tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _RULES)
 """First match wins, most specific kinds first (a polite authority claim is an authority claim)."""
 REPEAT_SIMILARITY = 0.75
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PHONE = re.compile(r"\+?\d[\d ()-]{7,}\d")
 _BRACES = str.maketrans({"{": "(", "}": ")"})
 MAX_MOVE_CHARS = 600
 
@@ -64,10 +63,6 @@ class Grounding:
     """Classified follow-ups per kind."""
     skipped_lines: tuple[str, ...]
     """`file:line: reason` of lines that could not be read."""
-
-
-def redact(text: str) -> str:
-    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
 
 
 def pressure_kind(first_request: str, follow_up: str) -> str | None:
