@@ -1,0 +1,1 @@
+"""Watch: sweeps production logs for refusal drift, control limits, alerts and the drift ledger."""
