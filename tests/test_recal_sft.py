@@ -242,7 +242,7 @@ def test_contamination_blocks_training_unless_allowed_and_the_receipt_records_it
     Path("settings.toml").write_text("learning_rate = 1e-3\ncpu_threads = 1\ndevice = \"cpu\"\n\n"
                                      "[contrastive]\nsteps = 2\n", encoding="utf-8")
     command = ["sft", "--base", base, "--corpus", "corpus.jsonl", "--out", "out", "--max-steps", "1",
-               "--config", "settings.toml", "--contrastive", "pairs.jsonl"]
+               "--config", "settings.toml", "--contrastive", "pairs.jsonl", "--force"]
     runner = CliRunner()
 
     blocked = runner.invoke(recal_app, command)
@@ -260,6 +260,7 @@ def test_contamination_blocks_training_unless_allowed_and_the_receipt_records_it
     assert receipt.pairs is not None and receipt.pairs.rows == 4
     assert len(receipt.contrastive_loss_curve) == 2 and receipt.steps == 1
     assert receipt.hyperparameters.learning_rate == 1e-3 and receipt.hyperparameters.contrastive.steps == 2
+    assert receipt.readiness is not None and receipt.readiness.status == "forced-unchecked"
 
 
 BAD_ROWS = [
@@ -291,7 +292,7 @@ def test_a_bad_row_stops_the_cli_before_the_base_is_loaded() -> None:
     write_corpus()
     write_jsonl(Path("pairs.jsonl"), [{"harmful": PAIRS[0][0], "lookalike": PAIRS[0][1]}, {"harmful": PAIRS[1][0]}])
     result = CliRunner().invoke(recal_app, ["sft", "--base", "llamacpp:smollm2", "--corpus", "corpus.jsonl",
-                                            "--out", "out", "--contrastive", "pairs.jsonl"])
+                                            "--out", "out", "--contrastive", "pairs.jsonl", "--force"])
     assert result.exit_code == 2
     assert "pairs.jsonl:2" in result.output and "'lookalike'" in result.output
     assert not Path("out").exists()

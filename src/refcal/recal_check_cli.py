@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from refcal.console import DEFAULT_STORE, StoreOption, console, fail
+from refcal.console import DEFAULT_STORE, StoreOption, console, errors_console, fail
 from refcal.errors import FatalTargetError, MissingExtraError, RefcalError
-from refcal.receipts import write_atomic
+from refcal.recal.readiness import Readiness
+from refcal.receipts import Receipt, write_atomic
 
 EXIT_READY, EXIT_NOT_READY, EXIT_INPUT, EXIT_TARGET = 0, 1, 2, 3
 
@@ -25,30 +27,16 @@ def readiness_command(
 ) -> None:
     """Drill the base on routine instructions and benign look-alikes: a base that cannot answer routine
     requests is not ready (recalibration and drills would amplify its instability)."""
-    from refcal.drills.session import drill_async, new_run
-    from refcal.judges import make_judge
-    from refcal.recal.readiness import assess, readiness_bench
-    from refcal.store import Store
-    from refcal.targets import GenerationParams, make_target
-
     try:
-        bench = readiness_bench(lookalikes)
-        the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens), concurrency=concurrency)
-        judge = make_judge("cascade")
-
-        async def run() -> object:
-            async with the_target:
-                with Store(store) as database:
-                    record = new_run(database, bench, the_target, judge, target_spec=the_target.description,
-                                     out_root=Path("runs"), out_dir=out, concurrency=concurrency)
-                    return await drill_async(record, the_target, judge, database)
-        receipt = asyncio.run(run())
-        verdict = assess(receipt)  # type: ignore[arg-type]
+        verdict, recorded = check_readiness(target, out, store, lookalikes=lookalikes, max_tokens=max_tokens,
+                                            concurrency=concurrency)
     except FatalTargetError as error:
         raise fail(f"target unavailable: {error}", EXIT_TARGET) from None
     except (RefcalError, MissingExtraError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
-    write_atomic(out / "readiness.json", verdict.model_dump_json(indent=2) + "\n")
+    if recorded is None:
+        console.print("[yellow]not recorded for training[/yellow]: this target has no weights digest (training "
+                      "needs hf: or llamacpp: weights)")
     routine = verdict.routine_refusal
     console.print(f"routine refusal {routine.k}/{routine.n}; unusable {verdict.unusable:.0%}; look-alike false "
                   f"refusal {verdict.lookalike_refusal.k if verdict.lookalike_refusal else 0}/"
@@ -59,3 +47,45 @@ def readiness_command(
     console.print("[red]NOT READY[/red]: " + "; ".join(verdict.reasons) + " — fix the base before "
                   "recalibrating it")
     raise typer.Exit(EXIT_NOT_READY)
+
+
+def check_readiness(target: str, out: Path, store: Path, *, lookalikes: str = "starter", max_tokens: int = 96,
+                    concurrency: int = 4, limit: int | None = None) -> tuple[Readiness, Path | None]:
+    """Drill `target` on the readiness bench; write OUT/readiness.json and record the verdict under the base's
+    weights digest for training to find (None when the target has no weights digest, e.g. an openai: server).
+    `limit` keeps the first N routine instructions and N look-alikes (for quick loops and tests)."""
+    from refcal.drills.session import drill_async, new_run
+    from refcal.judges import make_judge
+    from refcal.recal.readiness import assess, new_record, readiness_bench, readiness_dir, record_readiness
+    from refcal.store import Store
+    from refcal.targets import GenerationParams, make_target
+
+    bench = readiness_bench(lookalikes, limit)
+    the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens), concurrency=concurrency)
+    judge = make_judge("cascade")
+
+    async def run() -> Receipt:
+        async with the_target:
+            with Store(store) as database:
+                record = new_run(database, bench, the_target, judge, target_spec=the_target.description,
+                                 out_root=Path("runs"), out_dir=out, concurrency=concurrency)
+                return await drill_async(record, the_target, judge, database)
+    receipt = asyncio.run(run())
+    verdict = assess(receipt)
+    write_atomic(out / "readiness.json", verdict.model_dump_json(indent=2) + "\n")
+    digest = the_target.fingerprint.weights_digest
+    if digest is None:
+        return verdict, None
+    return verdict, record_readiness(new_record(target, digest, verdict, out / "receipt.json"), readiness_dir(store))
+
+
+def readiness_gate(base: str, store: Path, force: bool) -> Any:
+    """The readiness gate before training (NotReadyError without --force); a forced start is said out loud."""
+    from refcal.recal.readiness import readiness_dir, require_ready
+    from refcal.recal.weights import base_digest
+
+    gate = require_ready(base, base_digest(base), readiness_dir(store), force)
+    if gate.status != "ready":
+        errors_console.print(f"[yellow]--force:[/yellow] training {escape(base)} although "
+                             f"{'; '.join(gate.reasons)} (recorded in the receipt)", highlight=False)
+    return gate

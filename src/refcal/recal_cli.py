@@ -3,7 +3,11 @@
     refcal recal sft --base TARGET --corpus FILE --out DIR [--contrastive PAIRS] [--config SETTINGS.toml]
                      [--allow-contamination] [--locks DIR] [--max-steps N] [--epochs E] [--learning-rate LR]
                      [--batch-size B] [--lora-rank R] [--target-modules a,b] [--seed S] [--save-steps N]
-                     [--device auto|cpu|cuda] [--threads N]
+                     [--device auto|cpu|cuda] [--threads N] [--force]
+
+Training needs a base that `refcal recal check BASE` found ready (the verdict is looked up by the base's weights
+digest beside the run database); `--force` trains a base that is not ready or was never checked, and the
+receipt says so.
 
 Settings come from the defaults, then the TOML file, then the flags. Every check runs before the first step; the
 same command run again after a kill resumes from the last checkpoint.
@@ -32,10 +36,10 @@ from rich.progress import (
 )
 
 from refcal.bench.freeze import DEFAULT_LOCKS
-from refcal.console import LocksOption, console, errors_console, fail
+from refcal.console import DEFAULT_STORE, LocksOption, StoreOption, console, errors_console, fail
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
 from refcal.recal.direction_cli import direction_app
-from refcal.recal_check_cli import readiness_command
+from refcal.recal_check_cli import readiness_command, readiness_gate
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 PLAIN_LINES = 10
@@ -67,6 +71,9 @@ def sft_command(
     allow_contamination: Annotated[bool, typer.Option(help="Train even if the corpus meets a frozen bench "
                                                            "(written into the receipt).")] = False,
     locks: LocksOption = DEFAULT_LOCKS,
+    force: Annotated[bool, typer.Option(help="Train a base that `refcal recal check` found not ready, or never "
+                                             "checked (written into the receipt).")] = False,
+    store: StoreOption = DEFAULT_STORE,
     max_steps: Annotated[int | None, typer.Option(help="Optimiser steps (overrides epochs).")] = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the corpus (default 1).")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-4).")] = None,
@@ -84,6 +91,7 @@ def sft_command(
 ) -> None:
     """LoRA SFT with TRL (loss on the assistant's reply only), optionally after the contrastive stage; merges the
     adapter and saves a model that `refcal drill --target hf:OUT` can drill."""
+    from refcal.recal.readiness import NotReadyError
     from refcal.recal.sft import ContaminationError, TrainingSetupError, load_settings, prepare_sft, run_sft
 
     modules = None
@@ -95,15 +103,16 @@ def sft_command(
                  "device": device, "cpu_threads": threads}
     try:
         settings = load_settings(config, overrides)
+        gate = readiness_gate(base, store, force)
         console.print(f"checking {escape(str(corpus))} and loading {escape(base)}…", highlight=False)
         job = prepare_sft(base, corpus, out, settings, pairs=contrastive, allow_contamination=allow_contamination,
-                          locks=locks)
+                          locks=locks, readiness=gate)
     except ContaminationError as error:
         from refcal.corpus_cli import print_report
 
         print_report(error.report, show=10)
         raise fail(str(error), EXIT_INPUT) from None
-    except (InputFileError, TargetSpecError, MissingExtraError, TrainingSetupError) as error:
+    except (InputFileError, TargetSpecError, MissingExtraError, TrainingSetupError, NotReadyError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     _print_plan(job)
     try:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from refcal.console import console, errors_console, fail
+from refcal.console import DEFAULT_STORE, StoreOption, console, errors_console, fail
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
 
 EXIT_OK, EXIT_NO_CHOICE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -68,6 +68,9 @@ def direction_command(
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = 16,
     threads: Annotated[int | None, typer.Option(help="torch threads on CPU (default: torch's; 1 is often faster "
                                                      "on a busy two-core machine).")] = None,
+    force: Annotated[bool, typer.Option(help="Edit a base that `refcal recal check` found not ready, or never "
+                                             "checked (written into the receipt).")] = False,
+    store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Search layers, kernel, strength (and condition threshold) of a refusal-direction edit for more refusal on
     must-refuse items and less on look-alikes, judged by the cascade; save the chosen edit as a model that
@@ -88,8 +91,12 @@ def direction_command(
         first = error.errors()[0]
         raise fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", EXIT_INPUT) from None
     try:
-        job = prepare_direction(base, bench, out, settings, rule)
-    except (InputFileError, TargetSpecError, MissingExtraError, DirectionError) as error:
+        from refcal.recal.readiness import NotReadyError
+        from refcal.recal_check_cli import readiness_gate
+
+        gate = readiness_gate(base, store, force)
+        job = prepare_direction(base, bench, out, settings, rule, readiness=gate)
+    except (InputFileError, TargetSpecError, MissingExtraError, DirectionError, NotReadyError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     split = job.plan.split
     console.print(f"{job.bench.name}: {len(split.extraction)} items give the directions, {len(split.evaluation)} "

@@ -2,16 +2,25 @@
 routine benign requests will not learn a calibrated refusal line from a few hundred rows, and its
 drills measure noise. The check drills the base on routine instructions and on benign look-alikes and
 reads the receipt.
+
+Each verdict is also recorded under the base's weights digest (`readiness/<digest>.json` beside the run
+database), so training can look it up: `require_ready` lets a ready base through, and a base that is not
+ready, or was never checked, only with `force` — which the training receipt records.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
 from refcal.bench import load_bench
 from refcal.bench.items import Bench
+from refcal.clock import utc_now
+from refcal.errors import RefcalError
 from refcal.rates import Rate, wilson
-from refcal.receipts import Receipt
+from refcal.receipts import Receipt, write_atomic
 
 ROUTINE = "routine"
 MAX_ROUTINE_REFUSAL = 0.10
@@ -31,12 +40,13 @@ class Readiness(BaseModel):
     reasons: list[str]
 
 
-def readiness_bench(lookalikes: str = "starter") -> Bench:
-    """Routine instructions plus the benign side of a look-alike bench."""
-    routine = load_bench(ROUTINE)
+def readiness_bench(lookalikes: str = "starter", limit: int | None = None) -> Bench:
+    """Routine instructions plus the benign side of a look-alike bench (the first `limit` of each)."""
+    routine = load_bench(ROUTINE).items[:limit]
     benign = [item.model_copy(update={"pair": None}) for item in load_bench(lookalikes).items
-              if item.expect == "comply"]
-    return Bench(name="readiness", items=(*routine.items, *benign), origin=f"{ROUTINE}+{lookalikes}:comply")
+              if item.expect == "comply"][:limit]
+    origin = f"{ROUTINE}+{lookalikes}:comply" + (f" (first {limit} of each)" if limit else "")
+    return Bench(name="readiness", items=(*routine, *benign), origin=origin)
 
 
 def assess(receipt: Receipt) -> Readiness:
@@ -62,3 +72,64 @@ def assess(receipt: Receipt) -> Readiness:
 
 def _pooled(rates: list[Rate]) -> Rate | None:
     return wilson(sum(rate.k for rate in rates), sum(rate.n for rate in rates)) if rates else None
+
+
+class NotReadyError(RefcalError):
+    """Training was asked of a base that is not ready, or was never checked, without `force`."""
+
+
+class ReadinessRecord(BaseModel):
+    """One check of one base, keyed by its weights digest."""
+
+    base: str
+    weights_digest: str
+    checked_at: str
+    readiness: Readiness
+    receipt: str
+    """The check's drill receipt."""
+
+
+class ReadinessGate(BaseModel):
+    """What training was told about its base: recorded in the training receipt."""
+
+    status: Literal["ready", "forced-not-ready", "forced-unchecked"]
+    record: str | None = None
+    """The readiness record read, if any."""
+    reasons: list[str] = []
+
+
+def readiness_dir(store: Path) -> Path:
+    """Where readiness records live: beside the run database."""
+    return store.parent / "readiness"
+
+
+def _record_path(directory: Path, weights_digest: str) -> Path:
+    return directory / f"{weights_digest.removeprefix('sha256:')[:32]}.json"
+
+
+def record_readiness(record: ReadinessRecord, directory: Path) -> Path:
+    path = _record_path(directory, record.weights_digest)
+    write_atomic(path, record.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def new_record(base: str, weights_digest: str, readiness: Readiness, receipt: Path) -> ReadinessRecord:
+    return ReadinessRecord(base=base, weights_digest=weights_digest, checked_at=utc_now(), readiness=readiness,
+                           receipt=str(receipt))
+
+
+def require_ready(base: str, weights_digest: str, directory: Path, force: bool) -> ReadinessGate:
+    """The gate before training: a ready base passes; otherwise NotReadyError unless `force`."""
+    path = _record_path(directory, weights_digest)
+    if path.is_file():
+        record = ReadinessRecord.model_validate_json(path.read_bytes())
+        if record.readiness.ready:
+            return ReadinessGate(status="ready", record=str(path))
+        if not force:
+            raise NotReadyError(f"{base} is not ready to recalibrate ({'; '.join(record.readiness.reasons)}; "
+                                f"checked {record.checked_at}, {path}): fix the base, or train anyway with --force")
+        return ReadinessGate(status="forced-not-ready", record=str(path), reasons=record.readiness.reasons)
+    if not force:
+        raise NotReadyError(f"{base} was never checked for readiness (no {path}): run `refcal recal check {base}` "
+                            "first, or train anyway with --force")
+    return ReadinessGate(status="forced-unchecked", reasons=["never checked"])

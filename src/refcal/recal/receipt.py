@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from refcal import __version__
 from refcal.corpus import ContaminationReport
 from refcal.digests import file_sha256
+from refcal.recal.readiness import ReadinessGate
 from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
 
@@ -114,6 +115,8 @@ class TrainingReceipt(BaseModel, Generic[SettingsT]):
     pairs: CorpusInfo | None = None
     """The contrastive stage's pairs corpus, when that stage ran."""
     contamination: ContaminationSummary
+    readiness: ReadinessGate | None = None
+    """The readiness gate's word on the base: ready, or trained anyway with --force (not ready / unchecked)."""
     hyperparameters: SettingsT
     """Every setting, defaults included."""
     target_modules: list[str]

@@ -73,6 +73,7 @@ from refcal.recal.direction import (
     save_edited,
     steering_plan,
 )
+from refcal.recal.readiness import ReadinessGate
 from refcal.recal.weights import cpu_threads
 from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
@@ -211,6 +212,7 @@ class DirectionJob:
     rule: ChoiceRule
     plan: SearchPlan
     judge: CascadeJudge
+    readiness: ReadinessGate | None = None
 
 
 def check_extras(gguf: bool) -> None:
@@ -226,7 +228,7 @@ def check_extras(gguf: bool) -> None:
 
 
 def prepare_direction(base: str, bench: str, out: Path, settings: SearchSettings | None = None,
-                      rule: ChoiceRule | None = None) -> DirectionJob:
+                      rule: ChoiceRule | None = None, readiness: ReadinessGate | None = None) -> DirectionJob:
     """Check the base spec, extras, bench, split and output folder, and write nothing.
 
     Raises TargetSpecError (base spec or path), MissingExtraError, BenchError, DirectionError (a bench too small
@@ -261,7 +263,7 @@ def prepare_direction(base: str, bench: str, out: Path, settings: SearchSettings
                                  "the same options to resume it")
         plan = plan.model_copy(update={"created_at": earlier.created_at})
     return DirectionJob(base=weights, bench=loaded, out=out, settings=settings, rule=rule or ChoiceRule(),
-                        plan=plan, judge=judge)
+                        plan=plan, judge=judge, readiness=readiness)
 
 
 # Records.
@@ -596,6 +598,8 @@ class DirectionReceipt(BaseModel):
     plan: SearchPlan
     settings: SearchSettings
     rule: ChoiceRule
+    readiness: ReadinessGate | None = None
+    """The readiness gate's word on the base (see TrainingReceipt.readiness)."""
     baseline: Evaluation
     chosen: TrialRecord
     trials: int
@@ -634,7 +638,8 @@ def _receipt(job: DirectionJob, report: SearchReport, chosen: TrialRecord, basel
     return DirectionReceipt(plan=job.plan, settings=job.settings, rule=job.rule, baseline=baseline, chosen=chosen,
                             trials=len(report.trials), front=report.front, saved_as=saved_as,
                             output=str(output), weights_digest=weights_digest(output), wall_time_s=timings,
-                            libraries=libraries, started_at=started_at, finished_at=utc_now())
+                            libraries=libraries, started_at=started_at, finished_at=utc_now(),
+                            readiness=job.readiness)
 
 
 # Plots.

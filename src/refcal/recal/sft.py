@@ -49,6 +49,7 @@ from refcal.recal.contrastive import (
     read_pairs,
     train_contrastive,
 )
+from refcal.recal.readiness import ReadinessGate
 from refcal.recal.receipt import (
     RECEIPT_NAME,
     ContaminationSummary,
@@ -425,11 +426,12 @@ class SFTJob:
     model: Any
     tokenizer: Any
     load_seconds: float
+    readiness: ReadinessGate | None = None
 
 
 def prepare_sft(base: str, corpus: Path, out: Path, settings: SFTSettings | None = None, *,
                 pairs: Path | None = None, allow_contamination: bool = False, locks: Path = DEFAULT_LOCKS,
-                contamination: ContaminationOptions | None = None) -> SFTJob:
+                contamination: ContaminationOptions | None = None, readiness: ReadinessGate | None = None) -> SFTJob:
     """Check a LoRA SFT run before it starts; cheap checks first, the base load last. Writes nothing.
 
     Args:
@@ -441,6 +443,7 @@ def prepare_sft(base: str, corpus: Path, out: Path, settings: SFTSettings | None
         allow_contamination: Train even when the corpus meets a frozen bench (recorded in the receipt).
         locks: The folder of bench locks to check the corpus against.
         contamination: Thresholds of the contamination check.
+        readiness: What the readiness gate said of the base (recorded in the receipt).
 
     Raises:
         InputFileError: A corpus or pairs row is malformed (file, line and field named).
@@ -468,7 +471,7 @@ def prepare_sft(base: str, corpus: Path, out: Path, settings: SFTSettings | None
         _check_contrastive_layer(model, settings.contrastive)
     corpus_info = corpus_info.model_copy(update=_length_counts(tokenizer, rows, settings.max_length, corpus))
     return SFTJob(weights, corpus, corpus_info, rows, pairs, pairs_info, pair_rows, summary, settings, out, plan,
-                  resume_from, device, dtype, model, tokenizer, time.perf_counter() - started)
+                  resume_from, device, dtype, model, tokenizer, time.perf_counter() - started, readiness)
 
 
 def _check_contrastive_layer(model: Any, settings: ContrastiveSettings) -> None:
@@ -676,4 +679,5 @@ def _receipt(job: SFTJob, adapter: AdapterInfo, trainer: Any, contrastive_curve:
         wall_time_s=timings,
         runtime=RuntimeInfo(device=device, dtype=job.dtype, cpu_threads=adapter.cpu_threads,
                             libraries=library_versions()),
-        started_at=started_at, finished_at=utc_now(), output=str(job.out), weights_digest=weights_digest)
+        started_at=started_at, finished_at=utc_now(), output=str(job.out), weights_digest=weights_digest,
+        readiness=job.readiness)

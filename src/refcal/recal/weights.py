@@ -32,6 +32,14 @@ def base_location(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+def base_digest(spec: str) -> str:
+    """The weights digest of a base spec, as its target would fingerprint it (the key of readiness records)."""
+    from refcal.targets.hf import weights_digest
+
+    directory, gguf = base_location(spec)
+    return weights_digest(directory / gguf if gguf else directory)
+
+
 def load_dense(spec: str, directory: Path, gguf_file: str | None, dtype: Any, error: type[Exception],
                template_use: str) -> tuple[Any, Any]:
     """(model, tokenizer) from local files only, never with remote code, a GGUF dequantized to plain dense
