@@ -54,6 +54,7 @@ from refcal.errors import (
     TargetSpecError,
 )
 from refcal.gates import evaluate, read_gates
+from refcal.guard_cli import guard
 from refcal.judge_cli import judge_app
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, make_judge
 from refcal.judges.llm import make_judge_target
@@ -75,6 +76,7 @@ app.add_typer(judge_app, name="judge")
 app.add_typer(review_app, name="review")
 app.add_typer(recal_app, name="recal")
 app.add_typer(corpus_app, name="corpus")
+app.command()(guard)
 scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
 app.add_typer(scripts_app, name="scripts")
 

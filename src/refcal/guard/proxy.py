@@ -1,0 +1,202 @@
+"""The guard as an ASGI app: an OpenAI-compatible proxy that scores each chat request's risk, forwards or
+gates it, streams answers through chunk by chunk, and logs each exchange.
+
+`make_app(settings)` builds it; `refcal guard` serves it with uvicorn. Scoring runs on a worker thread (see
+scoring.py), so the event loop keeps relaying other requests while a batch is embedded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from refcal.clock import utc_now
+from refcal.guard.chat import BadRequest, last_user_text, read_chat_request
+from refcal.guard.exchange_log import ExchangeLog, ExchangeRecord, Route
+from refcal.guard.scoring import RiskBatcher
+from refcal.guard.settings import GuardSettings
+from refcal.guard.sse import CompletionAssembler, completion_events, error_event, fixed_completion
+from refcal.guard.upstream import Upstream, UpstreamFailure, error_body
+from refcal.risk import RequestRisk, RiskScore
+
+RISK_HEADER = "x-refcal-risk"
+ROUTE_HEADER = "x-refcal-route"
+CHAT_PATH = "/chat/completions"
+NOT_COPIED = frozenset({"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
+                        "date", "server"})
+"""Headers the guard does not copy from the upstream's answer: it re-frames and decodes the body itself, and
+its own server adds the date and server lines."""
+
+
+class _Exchange:
+    """What one request carries through the guard until its log line is written."""
+
+    def __init__(self, chat: dict[str, Any], arrived: str, started: float) -> None:
+        self.chat = chat
+        self.arrived = arrived
+        self.started = started
+        self.risk: dict[str, Any] = {}
+        self.route: Route = "upstream"
+        self.headers: dict[str, str] = {}
+
+
+class Guard:
+    """The app's state: settings, upstream clients, the risk batcher and the log."""
+
+    def __init__(self, settings: GuardSettings, risk: RequestRisk | None = None) -> None:
+        self.settings = settings
+        self.risk = risk
+        self.upstream = Upstream(settings.upstream, settings.api_key_env, settings.timeout_s)
+        self.gate = (Upstream(settings.gate_upstream, settings.gate_api_key_env or settings.api_key_env,
+                              settings.timeout_s, role="gate upstream") if settings.gate_upstream else None)
+        self.log: ExchangeLog | None = None
+        self.batcher: RiskBatcher | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        if self.risk is None:
+            self.risk = await asyncio.to_thread(RequestRisk.default)
+        self.batcher = RiskBatcher(self.risk, self.settings.max_batch)
+        self.batcher.start()
+        for upstream in (self.upstream, self.gate):
+            if upstream is not None:
+                upstream.start()
+        if self.settings.log is not None:
+            self.log = ExchangeLog(self.settings.log, self.settings.keep_text)
+        try:
+            yield
+        finally:
+            await self.batcher.stop_async()
+            for upstream in (self.upstream, self.gate):
+                if upstream is not None:
+                    await upstream.close_async()
+            if self.log is not None:
+                self.log.close()
+
+    async def models(self) -> Response:
+        """GET /v1/models, passed through from the upstream."""
+        try:
+            response = await self.upstream.get_async("/models")
+        except UpstreamFailure as failure:
+            return JSONResponse(failure.body, failure.status)
+        return Response(response.content, response.status_code, _passed_headers(response))
+
+    async def chat_completions(self, request: Request) -> Response:
+        """POST /v1/chat/completions: check, score, route, answer, log."""
+        started, arrived = time.perf_counter(), utc_now()
+        try:
+            chat = read_chat_request(await request.body())
+        except BadRequest as error:
+            return JSONResponse(error_body(error.message, "invalid_request_error", error.param), 400)
+        exchange = _Exchange(chat, arrived, started)
+        await self._score(exchange)
+        if exchange.route == "refused":
+            return self._refuse(exchange)
+        upstream = self.gate if exchange.route == "gate" and self.gate is not None else self.upstream
+        outgoing = chat
+        if exchange.route == "gate" and self.settings.gate_model:
+            outgoing = {**chat, "model": self.settings.gate_model}
+        if chat.get("stream"):
+            return await self._stream(exchange, upstream, outgoing)
+        return await self._forward(exchange, upstream, outgoing)
+
+    async def _score(self, exchange: _Exchange) -> None:
+        """Score and choose the route. A scorer failure never blocks a request: it goes upstream, unscored."""
+        assert self.batcher is not None and self.risk is not None
+        try:
+            score: RiskScore = await self.batcher.score_async(last_user_text(exchange.chat))
+        except Exception as error:  # a broken scorer is logged with the exchange, never fatal to traffic
+            exchange.risk = {"error": f"{type(error).__name__}: {error}", "version": self.risk.version}
+            exchange.headers = {RISK_HEADER: "error", ROUTE_HEADER: "upstream"}
+            return
+        exchange.risk = {**score.model_dump(), "version": self.risk.version, "mode": self.settings.mode,
+                         "threshold": self.settings.threshold}
+        if self.settings.mode == "gate" and score.risk >= self.settings.threshold:
+            exchange.route = "gate" if self.gate is not None else "refused"
+        exchange.headers = {RISK_HEADER: f"{score.risk:.1f}", ROUTE_HEADER: exchange.route}
+
+    def _refuse(self, exchange: _Exchange) -> Response:
+        completion = fixed_completion(self.settings.refusal_text, str(exchange.chat.get("model") or "refcal-guard"))
+        self._write(exchange, completion, 200)
+        if exchange.chat.get("stream"):
+            return Response(completion_events(completion), 200, exchange.headers, media_type="text/event-stream")
+        return JSONResponse(completion, 200, exchange.headers)
+
+    async def _forward(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any]) -> Response:
+        try:
+            response = await upstream.post_async(CHAT_PATH, outgoing)
+        except UpstreamFailure as failure:
+            self._write(exchange, None, failure.status, failure.body)
+            return JSONResponse(failure.body, failure.status, exchange.headers)
+        self._write(exchange, _json_or_raw(response.content), response.status_code)
+        return Response(response.content, response.status_code, {**_passed_headers(response), **exchange.headers})
+
+    async def _stream(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any]) -> Response:
+        try:
+            response = await upstream.open_stream_async(CHAT_PATH, outgoing)
+        except UpstreamFailure as failure:
+            self._write(exchange, None, failure.status, failure.body)
+            return JSONResponse(failure.body, failure.status, exchange.headers)
+        if response.status_code >= 400 or "text/event-stream" not in response.headers.get("content-type", ""):
+            body = await response.aread()  # a 4xx, or a server that ignored `stream`: one body, passed on
+            await response.aclose()
+            self._write(exchange, _json_or_raw(body), response.status_code)
+            return Response(body, response.status_code, {**_passed_headers(response), **exchange.headers})
+        return StreamingResponse(self._relay(exchange, upstream, response), response.status_code,
+                                 {**_passed_headers(response), **exchange.headers}, media_type="text/event-stream")
+
+    async def _relay(self, exchange: _Exchange, upstream: Upstream, response: httpx.Response) -> AsyncIterator[bytes]:
+        """Pass each chunk on as it arrives; log the assembled completion when the stream ends or breaks."""
+        assembler = CompletionAssembler()
+        error: dict[str, Any] | None = None
+        try:
+            async for data in response.aiter_bytes():
+                assembler.feed(data)
+                yield data
+        except httpx.HTTPError as failure:  # the status line is sent: the error goes in the stream
+            error = upstream.failure(failure).body
+            yield error_event(error)
+        finally:
+            await response.aclose()
+            if error is None and assembler.error is not None:
+                error = {"error": assembler.error}
+            self._write(exchange, assembler.completion(), response.status_code, error)
+
+    def _write(self, exchange: _Exchange, response: dict[str, Any] | None, status: int,
+               error: dict[str, Any] | None = None) -> None:
+        if self.log is None:
+            return
+        self.log.write(ExchangeRecord(time=exchange.arrived, request=exchange.chat, response=response,
+                                      risk=exchange.risk, route=exchange.route, status=status,
+                                      latency_ms=round((time.perf_counter() - exchange.started) * 1000, 2),
+                                      error=error))
+
+
+def _passed_headers(response: httpx.Response) -> dict[str, str]:
+    return {key: value for key, value in response.headers.items() if key.lower() not in NOT_COPIED}
+
+
+def _json_or_raw(body: bytes) -> dict[str, Any]:
+    """The upstream's body as logged: its JSON object, or the raw text when it sent something else."""
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"raw": body.decode("utf-8", errors="replace")}
+    return parsed if isinstance(parsed, dict) else {"raw": parsed}
+
+
+def make_app(settings: GuardSettings, risk: RequestRisk | None = None) -> FastAPI:
+    """The guard app. `risk` defaults to RequestRisk.default(), built at start-up (it embeds the benches)."""
+    guard = Guard(settings, risk)
+    app = FastAPI(title="refcal guard", lifespan=guard.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.guard = guard
+    app.add_api_route("/v1/chat/completions", guard.chat_completions, methods=["POST"])
+    app.add_api_route("/v1/models", guard.models, methods=["GET"])
+    return app
