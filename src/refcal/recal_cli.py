@@ -40,6 +40,7 @@ from refcal.console import DEFAULT_STORE, LocksOption, StoreOption, console, err
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
 from refcal.recal.direction_cli import direction_app
 from refcal.recal_check_cli import readiness_command, readiness_gate
+from refcal.recal_run_cli import run_command
 
 EXIT_OK, EXIT_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 PLAIN_LINES = 10
@@ -50,6 +51,7 @@ recal_app = typer.Typer(no_args_is_help=True)
 
 recal_app.add_typer(direction_app)
 recal_app.command("check")(readiness_command)
+recal_app.command("run")(run_command)
 
 
 @recal_app.callback()
