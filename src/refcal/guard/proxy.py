@@ -96,7 +96,11 @@ class Guard:
         except BadRequest as error:
             return JSONResponse(error_body(error.message, "invalid_request_error", error.param), 400)
         exchange = _Exchange(chat, arrived, started)
-        await self._score(exchange)
+        # Flag mode routes nothing on the score, so the upstream call starts at once and the score is awaited
+        # only for the response header and the log: scoring costs no latency unless it is the slower of the two.
+        scoring = asyncio.create_task(self._score(exchange))
+        if self.settings.mode == "gate":
+            await scoring
         if exchange.route == "refused":
             return self._refuse(exchange)
         upstream = self.gate if exchange.route == "gate" and self.gate is not None else self.upstream
@@ -104,8 +108,8 @@ class Guard:
         if exchange.route == "gate" and self.settings.gate_model:
             outgoing = {**chat, "model": self.settings.gate_model}
         if chat.get("stream"):
-            return await self._stream(exchange, upstream, outgoing)
-        return await self._forward(exchange, upstream, outgoing)
+            return await self._stream(exchange, upstream, outgoing, scoring)
+        return await self._forward(exchange, upstream, outgoing, scoring)
 
     async def _score(self, exchange: _Exchange) -> None:
         """Score and choose the route. A scorer failure never blocks a request: it goes upstream, unscored."""
@@ -129,21 +133,27 @@ class Guard:
             return Response(completion_events(completion), 200, exchange.headers, media_type="text/event-stream")
         return JSONResponse(completion, 200, exchange.headers)
 
-    async def _forward(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any]) -> Response:
+    async def _forward(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any],
+                       scoring: asyncio.Task[None]) -> Response:
         try:
             response = await upstream.post_async(CHAT_PATH, outgoing)
         except UpstreamFailure as failure:
+            await scoring
             self._write(exchange, None, failure.status, failure.body)
             return JSONResponse(failure.body, failure.status, exchange.headers)
+        await scoring
         self._write(exchange, _json_or_raw(response.content), response.status_code)
         return Response(response.content, response.status_code, {**_passed_headers(response), **exchange.headers})
 
-    async def _stream(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any]) -> Response:
+    async def _stream(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any],
+                      scoring: asyncio.Task[None]) -> Response:
         try:
             response = await upstream.open_stream_async(CHAT_PATH, outgoing)
         except UpstreamFailure as failure:
+            await scoring
             self._write(exchange, None, failure.status, failure.body)
             return JSONResponse(failure.body, failure.status, exchange.headers)
+        await scoring  # the header goes out with the status line, before the first chunk
         if response.status_code >= 400 or "text/event-stream" not in response.headers.get("content-type", ""):
             body = await response.aread()  # a 4xx, or a server that ignored `stream`: one body, passed on
             await response.aclose()
