@@ -47,6 +47,8 @@ MAX_LINE_BYTES = 1_000_000
 KEPT_BYTES = 4096
 SETTLE_PASSES = 2
 """Passes without growth after which a rotated file is finished and forgotten."""
+MAX_ROTATED = 16
+"""Rotated files of one followed path waiting to be found again; beyond that the oldest is forgotten."""
 
 CursorState = Literal["current", "rotated"]
 
@@ -234,10 +236,14 @@ class Tail:
                 self._pending.notes.append(f"{current.watched} was truncated; no copy with its head was found "
                                            "among its siblings, so lines written after offset "
                                            f"{current.offset} and before the truncation are lost")
-                self._drop(current)
+                self._drop(current, close=False)  # the handle reads the rewritten file from 0 now
                 return
             path, found = copy
             current.name, current.device, current.inode = str(path), found.device, found.inode
+        else:
+            renamed = self._find(current, by_head=False)  # where it went, to name its lines (None: deleted)
+            if renamed is not None:
+                current.name = str(renamed[0])
         self._changed(current)
 
     def _resumes(self, cursor: Cursor, opened: _Open) -> bool:
@@ -269,20 +275,21 @@ class Tail:
             self._handles[key] = handle
         return _Open(handle, status.st_dev, status.st_ino, status.st_size)
 
-    def _locate(self, cursor: Cursor) -> _Open | None:
-        """A rotated cursor's file: a handle still held, the name it was last seen under, or a sibling."""
-        held = self._handles.get((cursor.device, cursor.inode))
-        if held is not None:
-            status = os.fstat(held.fileno())
-            opened = _Open(held, status.st_dev, status.st_ino, status.st_size)
-            if self._resumes(cursor, opened):
-                return opened
+    def _locate(self, cursor: Cursor) -> tuple[_Open, bool] | None:
+        """A rotated cursor's file, and whether it may be finished once it stops growing: found by name (the
+        name it was last seen under, or a sibling), or through a handle still held on a deleted file. A file
+        held open but moved out of reach may still come back under the followed name, so it is kept."""
         found = self._find(cursor, by_head=False)
-        if found is None:
+        if found is not None:
+            path, opened = found
+            cursor.name = str(path)
+            return opened, True
+        held = self._handles.get((cursor.device, cursor.inode))
+        if held is None:
             return None
-        path, opened = found
-        cursor.name = str(path)
-        return opened
+        status = os.fstat(held.fileno())
+        opened = _Open(held, status.st_dev, status.st_ino, status.st_size)
+        return (opened, status.st_nlink == 0) if self._resumes(cursor, opened) else None
 
     def _find(self, cursor: Cursor, by_head: bool) -> tuple[Path, _Open] | None:
         """Among the followed path's siblings (and the cursor's last name): the file with the cursor's inode,
@@ -325,11 +332,11 @@ class Tail:
     def _changed(self, cursor: Cursor) -> None:
         self._pending.changed[cursor.file_id] = cursor
 
-    def _drop(self, cursor: Cursor) -> None:
+    def _drop(self, cursor: Cursor, close: bool = True) -> None:
         self._cursors[cursor.watched].remove(cursor)
         self._pending.changed.pop(cursor.file_id, None)
         self._pending.dropped.append(cursor.file_id)
-        if not any((other.device, other.inode) == (cursor.device, cursor.inode)
+        if close and not any((other.device, other.inode) == (cursor.device, cursor.inode)
                    for other in self._cursors[cursor.watched]):
             handle = self._handles.pop((cursor.device, cursor.inode), None)
             if handle is not None:
@@ -339,16 +346,16 @@ class Tail:
 
     def _drain(self, cursor: Cursor) -> Iterator[Batch]:
         if cursor.state == "current":
-            opened = self._open(cursor.watched)
-            if opened is None or (opened.device, opened.inode) != (cursor.device, cursor.inode):
+            found = self._open(cursor.watched)
+            if found is None or (found.device, found.inode) != (cursor.device, cursor.inode):
                 return  # replaced between the check and now: the next pass sorts it out
+            opened, finishable = found, False
         else:
-            opened = self._locate(cursor)
-            if opened is None:
-                self._pending.notes.append(f"{cursor.name} (rotated from {cursor.watched}) is gone; read up to "
-                                           f"line {cursor.lineno} (byte {cursor.offset})")
-                self._drop(cursor)
+            located = self._locate(cursor)
+            if located is None:
+                yield from self._missing(cursor)
                 return
+            opened, finishable = located
         grew = False
         tail, tail_cut = b"", frozenset[int]()
         for lines, end, too_long, rest in self._chunks(opened.handle, cursor.offset):
@@ -364,10 +371,26 @@ class Tail:
             yield Batch(cursor.watched, cursor.name, first, lines, cursors, dropped, too_long, notes=notes)
         if cursor.state == "rotated" and not grew:
             cursor.idle += 1
-            if cursor.idle >= self.settle:
+            if finishable and cursor.idle >= self.settle:
                 yield from self._finish(cursor, tail, tail_cut)
             else:
                 self._changed(cursor)
+
+    def _missing(self, cursor: Cursor) -> Iterator[Batch]:
+        """A rotated file nowhere to be found: kept (it may come back under the followed name) until more than
+        MAX_ROTATED rotated files of the same path wait, the oldest going first."""
+        cursor.idle += 1
+        self._changed(cursor)
+        if cursor.idle == 1:
+            self._pending.notes.append(f"{cursor.name} (rotated from {cursor.watched}) cannot be found; read up to "
+                                       f"line {cursor.lineno} (byte {cursor.offset}); resumed if it comes back")
+        rotated = [other for other in self._cursors[cursor.watched] if other.state == "rotated"]
+        if len(rotated) > MAX_ROTATED:
+            oldest = rotated[0]
+            self._pending.notes.append(f"{oldest.name}: forgotten unfinished after {MAX_ROTATED} later rotations "
+                                       f"(read up to line {oldest.lineno})")
+            self._drop(oldest)
+        return iter(())
 
     def _finish(self, cursor: Cursor, tail: bytes, too_long: frozenset[int]) -> Iterator[Batch]:
         """A rotated file that stopped growing: hand out its unterminated tail, forget the cursor."""
