@@ -48,7 +48,7 @@ import torch.nn.functional as functional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refcal.errors import InputFileError, RefcalError
-from refcal.recal.weights import base_location, load_dense
+from refcal.recal.weights import accelerator, base_location, load_dense
 from refcal.receipts import write_atomic
 
 Chat = list[dict[str, str]]
@@ -209,7 +209,7 @@ def load_base(base: BaseWeights) -> tuple[Any, Any]:
     model, tokenizer = load_dense(base.spec, base.directory, base.gguf_file, torch.float32, DirectionError,
                                   "directions are read after the model's own template")
     tokenizer.padding_side = "left"  # every row's last prompt token sits in the last column
-    model.eval()
+    model.to(accelerator()).eval()
     decoder_layers(model, base.spec)
     return model, tokenizer
 

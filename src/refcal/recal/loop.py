@@ -6,10 +6,10 @@ holds the same key and whose outputs are still in place is skipped; a changed in
 through the keys, every stage after it. Inside a stage, work resumes too: drills resume their runs in the store,
 SFT resumes from its last checkpoint, the direction search from its Optuna study.
 
-The gated benches are frozen (`refcal bench freeze`) and drilled twice with the same settings: the base before,
-the candidate after. The training bench (`[corpus] source`) is never gated. The last stage runs `refcal promote`'s
-gates on the candidate with the baseline as `--baseline`, and the same gates on the base alone, so the table shows
-what the base failed and what the candidate fixed.
+The gated benches are frozen (`refcal bench freeze`) and drilled twice with the same settings and the same engine
+(transformers): the base before, the candidate after. The training bench (`[corpus] source`) is never gated. The
+last stage runs `refcal promote`'s gates on the candidate with the baseline as `--baseline`, and the same gates on
+the base alone, so the table shows what the base failed and what the candidate fixed.
 """
 
 from __future__ import annotations
@@ -153,9 +153,10 @@ def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> Loop
                           "base, or set force = true in the config")
 
     benches = [*config.benches, config.corpus.source]
-    baseline_key = key_of("baseline", base, config.drill, {name: load_bench(name).digest for name in benches})
+    engine = same_engine(config.base)
+    baseline_key = key_of("baseline", base, engine, config.drill, {name: load_bench(name).digest for name in benches})
     runs.append(run_stage(stages, "baseline", baseline_key,
-                          lambda: _drills(config, config.base, benches, out / f"baseline-{baseline_key[:8]}"), say))
+                          lambda: _drills(config, engine, benches, out / f"baseline-{baseline_key[:8]}"), say))
     baseline = runs[-1].record.outputs
 
     corpus_key = key_of("corpus", baseline_key, config.method, config.corpus)
@@ -183,6 +184,18 @@ def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> Loop
     rows = [GateRow.model_validate(row) for row in decision["rows"]]
     _write_report(config, runs, rows, decision["promoted"], model)
     return LoopResult(stages=runs, promoted=decision["promoted"], rows=rows, out=str(out))
+
+
+def same_engine(base: str) -> str:
+    """The base as the candidate will be drilled: through transformers (`hf:`), so that a difference between
+    baseline and candidate is the weights', not llama.cpp's numerics against transformers'. A `llamacpp:` base
+    becomes `hf:` on the same GGUF file (the same weights digest)."""
+    from refcal.recal.weights import base_location
+
+    if not base.startswith("llamacpp:"):
+        return base
+    directory, gguf = base_location(base)
+    return f"hf:{directory / gguf}" if gguf else f"hf:{directory}"
 
 
 # Stages.

@@ -67,6 +67,16 @@ def load_dense(spec: str, directory: Path, gguf_file: str | None, dtype: Any, er
     return model, tokenizer
 
 
+def accelerator() -> str:
+    """`cuda` when torch sees a GPU, else `cpu`: direction editing and the hf target run where SFT would (the
+    `REFCAL_DEVICE` variable overrides, e.g. `cpu` on a GPU machine)."""
+    import os
+
+    import torch
+
+    return os.environ.get("REFCAL_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
     """torch's thread count set for the block and restored after (it is process-wide). On a shared two-core

@@ -215,7 +215,9 @@ class HFTarget(Target):
             raise FatalTargetError(f"transformers could not load {self.path}: {error}") from error
         if not getattr(tokenizer, "chat_template", None):
             raise FatalTargetError(f"{self.path} has no chat template, and refcal sends chats")
-        model.eval()
+        from refcal.recal.weights import accelerator
+
+        model.to(accelerator()).eval()
         self._steering = self._attach_steering(model)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
