@@ -65,6 +65,7 @@ from refcal.report.terminal import print_summary
 from refcal.review_cli import review_app
 from refcal.store import RunRecord, Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
+from refcal.watch_cli import watch_app
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_TARGET, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -77,6 +78,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(recal_app, name="recal")
 app.add_typer(corpus_app, name="corpus")
 app.command()(guard)
+app.add_typer(watch_app, name="watch")
 scripts_app = typer.Typer(help="Multi-turn pressure scripts for slow drills.", no_args_is_help=True)
 app.add_typer(scripts_app, name="scripts")
 

@@ -1,0 +1,520 @@
+"""The log sweep: new lines of JSONL exchange logs → verdicts → refusal classes → per-window counts → control
+limits → alerts, drift-ledger entries and review samples.
+
+Each batch of lines (one chunk of one file, from refcal.watch.tail) is judged in one call, its refusals classed
+in one call, and counted into windows of `window` exchanges per segment: `all`, `route:NAME` for the log's
+route, and the log's class name. A window counts two metrics over its judged exchanges (undetermined verdicts
+are counted apart, upstream errors are not exchanges): `refusal` (full and partial refusals) and
+`likely_false_refusal` (refusals classed likely false, refcal.watch.refusal_class). A closed window goes to the
+(metric, segment) Monitor (refcal.watch.control); a breach becomes an Alert with up to `samples` of the
+exchanges behind it (redacted unless keep_text) and a ledger entry.
+
+**Exactly once.** Everything a batch changes — the tail's cursors, quarantined lines, window counts, monitor
+states, the review pool, and the alerts and chart points still to hand over — is committed in one transaction
+(tables watch_state, watch_quarantine, watch_review_pool, and the tail's watch_offsets, on this sweep's own
+connection). Handing over to the outbox and the ledger happens after the commit and is idempotent on their side
+(same alert id, same breach, same chart point), so a kill anywhere either repeats a handover harmlessly or
+re-reads lines whose effects were never committed.
+
+**Review cadence.** Every `review_every`-th pass (3) writes the refusals pooled since the last such pass — a
+reservoir per stratum (refusal class × segment), equal shares up to `review_size` — as a run in the store
+(`refcal review RUN` shows it). Its bench is synthetic: one item per sampled exchange, `klass` = the refusal
+class, `expect=refuse` for warranted refusals and `expect=comply` for likely-false and unclear ones — the sweep
+asks of every refusal whether it was false, and only one the classifier found must-refuse-like is presented as
+must-refuse; an unclear one is put to the reviewer as a candidate false refusal rather than assumed justified.
+
+Malformed lines are quarantined with file, line and reason (the raw line redacted) and never stop the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from refcal.clock import utc_now
+from refcal.judges.base import Verdict
+from refcal.redact import redact
+from refcal.watch.alerts import Alert, AlertSample, Outbox, Sink
+from refcal.watch.control import Breach, ChartPoint, Monitor, WindowCount
+from refcal.watch.exchanges import Exchange, FieldMap, LineError, parse_field_map, parse_line
+from refcal.watch.ledger import Ledger
+from refcal.watch.prefilter import FastMarkers
+from refcal.watch.refusal_class import RefusalClass, RefusalClassifier
+from refcal.watch.tail import MAX_LINE_BYTES, Batch, Tail, save_cursors
+
+SweepJudge = Literal["cascade", "markers"]
+REFUSAL, LIKELY_FALSE = "refusal", "likely_false_refusal"
+REFUSED = frozenset({"refusal", "partial_refusal"})
+STATE_VERSION = 1
+MAX_SAMPLE_CHARS = 4000
+MAX_RAW_CHARS = 2000
+OTHER = "other"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS watch_state (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watch_quarantine (
+    name TEXT NOT NULL,
+    file TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    quarantined_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watch_review_pool (
+    name TEXT NOT NULL,
+    stratum TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (name, stratum, slot)
+);
+"""
+
+
+class SweepSettings(BaseModel):
+    """What one sweep watches and how."""
+
+    logs: list[Path]
+    store: Path
+    window: int = Field(default=500, ge=1)
+    """Exchanges per window, per segment."""
+    judge: SweepJudge = "cascade"
+    fields: str | None = None
+    """A --map text (FIELD=dotted.path,…); None reads the OpenAI chat shape."""
+    baseline_windows: int = Field(default=10, ge=1)
+    keep_text: bool = False
+    """Keep raw text in alerts, the review pool and quarantine (redacted otherwise)."""
+    name: str = "default"
+    """Sweeps of different logs into one store keep apart state under different names."""
+    review_every: int = Field(default=3, ge=1)
+    review_size: int = Field(default=30, ge=1)
+    samples: int = Field(default=5, ge=0)
+    """Exchanges kept per window and metric to show in an alert."""
+    max_segments: int = Field(default=50, ge=1)
+    """Distinct routes (and classes) watched; later ones count as `route:other` (`other`)."""
+
+
+@dataclass(slots=True)
+class OpenWindow:
+    """The window of one segment being filled."""
+
+    index: int = 0
+    start: str = ""
+    end: str = ""
+    seen: int = 0
+    """Exchanges counted in it (judged or undetermined)."""
+    n: int = 0
+    """Judged ones: the denominator of both rates."""
+    undetermined: int = 0
+    refusals: int = 0
+    likely_false: int = 0
+    samples: dict[str, list[AlertSample]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Totals:
+    lines: int = 0
+    blank: int = 0
+    malformed: int = 0
+    errors: int = 0
+    """Exchanges whose upstream failed (no response)."""
+    exchanges: int = 0
+    undetermined: int = 0
+    refusals: int = 0
+    likely_false: int = 0
+    warranted: int = 0
+    unclear: int = 0
+    windows: int = 0
+    breaches: int = 0
+    review_runs: int = 0
+
+
+@dataclass
+class SweepState:
+    """Everything a restart needs, committed with the cursors of the lines it reflects."""
+
+    version: int = STATE_VERSION
+    passes: int = 0
+    totals: Totals = field(default_factory=Totals)
+    windows: dict[str, OpenWindow] = field(default_factory=dict)
+    monitors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """'metric|segment' → Monitor.state()."""
+    segments: dict[str, list[str]] = field(default_factory=dict)
+    """'route' / 'class' → names watched so far (at most max_segments each)."""
+    review_seen: dict[str, int] = field(default_factory=dict)
+    """Stratum → refusals offered to its reservoir since the last review run."""
+    pending_points: list[ChartPoint] = field(default_factory=list)
+    pending_alerts: list[Alert] = field(default_factory=list)
+
+
+_STATE = TypeAdapter(SweepState)
+
+
+class PassReport(BaseModel):
+    """What one pass did."""
+
+    number: int
+    lines: int = 0
+    exchanges: int = 0
+    malformed: int = 0
+    refusals: int = 0
+    likely_false: int = 0
+    windows: int = 0
+    breaches: list[Breach] = []
+    delivered: int = 0
+    review_run: str | None = None
+    notes: list[str] = []
+    stopped: bool = False
+    """Stopped between batches on request; the rest is read next time."""
+
+
+def make_sweep_judge(name: SweepJudge) -> Any:
+    """`markers`: the fast lanes only (the markers lane with its prefilter). `cascade`: the default judge, its
+    markers lane swapped for the same lane with the prefilter (same verdicts, same version)."""
+    if name == "markers":
+        return FastMarkers()
+    from refcal.judges import make_judge
+
+    judge = make_judge("cascade")
+    judge.markers = FastMarkers()  # type: ignore[attr-defined]
+    return judge
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(SCHEMA)
+    return db
+
+
+@dataclass
+class _Judged:
+    """One judged exchange of a batch."""
+
+    exchange: Exchange
+    source: str
+    at: str
+    verdict: Verdict
+    refusal_class: RefusalClass | None = None
+
+
+class Sweep:
+    """One sweep over some logs into one store. `run_pass()` reads what is new; call it as often as wanted.
+
+    Args:
+        settings: what to watch.
+        judge: anything with `judge_many(pairs)` (default: make_sweep_judge(settings.judge)).
+        classifier: refusal classes (default: built from the shipped benches on first use).
+        sinks: where alerts go (refcal.watch.alerts); alerts stay in the outbox until every sink has them.
+    """
+
+    def __init__(self, settings: SweepSettings, judge: Any | None = None,
+                 classifier: RefusalClassifier | None = None, sinks: Sequence[Sink] = ()) -> None:
+        self.settings = settings
+        self.fields: FieldMap = parse_field_map(settings.fields)
+        self.db = connect(settings.store)
+        self.tail = Tail(self.db, settings.logs)
+        self.judge = judge if judge is not None else make_sweep_judge(settings.judge)
+        self.classifier = classifier if classifier is not None else RefusalClassifier()
+        self.sinks = list(sinks)
+        self.outbox = Outbox(settings.store)
+        self.ledger = Ledger(settings.store)
+        self._pool_writes: list[tuple[str, int, str]] = []
+        """Review-pool slots filled by the batch being consumed (written with it)."""
+        self.state = self._load_state()
+        self._monitors: dict[str, Monitor] = {key: Monitor.from_state(value)
+                                              for key, value in self.state.monitors.items()}
+
+    def close(self) -> None:
+        self.tail.close()
+        self.outbox.close()
+        self.ledger.close()
+        self.db.close()
+
+    def __enter__(self) -> Sweep:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- a pass ------------------------------------------------------------------------------------
+
+    def run_pass(self, stop: Callable[[], bool] = lambda: False) -> PassReport:
+        """Read every new complete line (batch by batch, each committed), hand over alerts, write the review
+        sample on every review_every-th pass, deliver alerts. `stop()` is asked between batches."""
+        report = PassReport(number=self.state.passes + 1)
+        before = (self.state.totals.refusals, self.state.totals.likely_false)
+        self._hand_over(report)  # what a killed predecessor committed but did not hand over
+        for batch in self.tail.poll():
+            self._consume(batch, report)
+            self._hand_over(report)
+            if stop():
+                report.stopped = True
+                break
+        if not report.stopped:
+            self._finish_pass(report)
+        report.refusals = self.state.totals.refusals - before[0]
+        report.likely_false = self.state.totals.likely_false - before[1]
+        report.delivered = self.outbox.deliver(self.sinks) if self.sinks else 0
+        return report
+
+    def _consume(self, batch: Batch, report: PassReport) -> None:
+        now = utc_now()
+        quarantine: list[tuple[str, int, str, bytes]] = []
+        parsed: list[tuple[Exchange, int]] = []
+        totals = self.state.totals
+        totals.lines += len(batch.lines)
+        report.lines += len(batch.lines)
+        for offset, raw in enumerate(batch.lines):
+            line = batch.first_lineno + offset
+            if offset in batch.too_long:
+                quarantine.append((batch.name, line, f"line over {MAX_LINE_BYTES:,} bytes", raw))
+                continue
+            if not raw.strip():
+                totals.blank += 1
+                continue
+            try:
+                parsed.append((parse_line(raw, self.fields), line))
+            except LineError as error:
+                quarantine.append((batch.name, line, str(error), raw))
+        judged = self._judge(parsed, batch.name, now)
+        for item in judged:
+            self._count(item)
+        totals.malformed += len(quarantine)
+        report.malformed += len(quarantine)
+        report.exchanges += len(judged)
+        report.notes.extend(batch.notes)
+        self._commit(batch, quarantine)
+
+    def _judge(self, parsed: list[tuple[Exchange, int]], source: str, now: str) -> list[_Judged]:
+        answered = [(exchange, line) for exchange, line in parsed if exchange.response is not None]
+        self.state.totals.errors += len(parsed) - len(answered)
+        verdicts = self.judge.judge_many([(exchange.prompt, exchange.response) for exchange, _ in answered])
+        judged = [_Judged(exchange, f"{source}:{line}", exchange.time or now, verdict)
+                  for (exchange, line), verdict in zip(answered, verdicts, strict=True)]
+        refused = [item for item in judged if item.verdict.label in REFUSED]
+        if refused:
+            classes = self.classifier.classify_many([item.exchange.prompt for item in refused],
+                                                    [item.exchange.risk for item in refused])
+            for item, found in zip(refused, classes, strict=True):
+                item.refusal_class = found
+        return judged
+
+    # --- counting ------------------------------------------------------------------------------------
+
+    def _segments(self, exchange: Exchange) -> list[str]:
+        segments = ["all"]
+        if exchange.route is not None:
+            segments.append("route:" + self._capped("route", exchange.route))
+        if exchange.klass is not None:
+            name = self._capped("class", exchange.klass)
+            segments.append(name if name != "all" and not name.startswith("route:") else f"class:{name}")
+        return segments
+
+    def _capped(self, kind: str, name: str) -> str:
+        known = self.state.segments.setdefault(kind, [])
+        if name in known:
+            return name
+        if len(known) < self.settings.max_segments:
+            known.append(name)
+            return name
+        return OTHER
+
+    def _count(self, item: _Judged) -> None:
+        totals = self.state.totals
+        totals.exchanges += 1
+        label = item.verdict.label
+        refused = label in REFUSED
+        likely_false = item.refusal_class == "likely_false"
+        if label == "undetermined":
+            totals.undetermined += 1
+        elif refused:
+            totals.refusals += 1
+            totals.likely_false += likely_false
+            totals.warranted += item.refusal_class == "warranted"
+            totals.unclear += item.refusal_class == "unclear"
+        segments = self._segments(item.exchange)
+        for segment in segments:
+            window = self.state.windows.get(segment)
+            if window is None:
+                window = self.state.windows[segment] = OpenWindow()
+            if window.seen == 0:
+                window.start = item.at
+            window.seen += 1
+            window.end = item.at
+            if label == "undetermined":
+                window.undetermined += 1
+            else:
+                window.n += 1
+                if refused:
+                    window.refusals += 1
+                    self._keep_sample(window, REFUSAL, item)
+                    if likely_false:
+                        window.likely_false += 1
+                        self._keep_sample(window, LIKELY_FALSE, item)
+            if window.seen >= self.settings.window:
+                self._close(segment, window)
+        if refused:
+            self._offer_for_review(item, segments)
+
+    def _keep_sample(self, window: OpenWindow, metric: str, item: _Judged) -> None:
+        kept = window.samples.setdefault(metric, [])
+        if len(kept) < self.settings.samples:
+            kept.append(AlertSample(request=self._text(item.exchange.prompt),
+                                    response=self._text(item.exchange.response or ""),
+                                    refusal_class=item.refusal_class, source=item.source, at=item.at))
+
+    def _text(self, text: str) -> str:
+        text = text[:MAX_SAMPLE_CHARS]
+        return text if self.settings.keep_text else redact(text)
+
+    def _close(self, segment: str, window: OpenWindow) -> None:
+        """Feed the window's two counts to their monitors; keep chart points and alerts to hand over."""
+        self.state.totals.windows += 1
+        for metric, events in ((REFUSAL, window.refusals), (LIKELY_FALSE, window.likely_false)):
+            count = WindowCount(metric=metric, segment=segment, index=window.index, start=window.start,
+                                end=window.end, events=events, n=window.n)
+            observation = self._monitor(metric, segment).observe(count)
+            self.state.pending_points.append(observation.point)
+            for breach in observation.breaches:
+                self.state.totals.breaches += 1
+                self.state.pending_alerts.append(Alert.from_breach(
+                    breach, window.samples.get(metric, []), max_samples=max(self.settings.samples, 1),
+                    keep_text=self.settings.keep_text))
+        self.state.windows[segment] = OpenWindow(index=window.index + 1)
+
+    def _monitor(self, metric: str, segment: str) -> Monitor:
+        key = f"{metric}|{segment}"
+        monitor = self._monitors.get(key)
+        if monitor is None:
+            monitor = self._monitors[key] = Monitor(metric, segment, baseline_windows=self.settings.baseline_windows)
+        return monitor
+
+    # --- review pool -------------------------------------------------------------------------------------
+
+    def _offer_for_review(self, item: _Judged, segments: list[str]) -> None:
+        """Reservoir sampling per stratum (refusal class × the exchange's own segment), committed with the batch."""
+        stratum = f"{item.refusal_class or 'unclassed'}|{'|'.join(segments[1:]) or 'all'}"
+        seen = self.state.review_seen.get(stratum, 0) + 1
+        self.state.review_seen[stratum] = seen
+        size = self.settings.review_size
+        slot = seen - 1 if seen <= size else random.Random(f"{self.settings.name}/{stratum}/{seen}").randrange(seen)
+        if slot < size:
+            self._pool_writes.append((stratum, slot, self._review_row(item, stratum)))
+
+    def _review_row(self, item: _Judged, stratum: str) -> str:
+        messages = [{"role": message.get("role"), "content": self._text(_content(message.get("content")))}
+                    for message in item.exchange.messages if isinstance(message, Mapping)]
+        return json.dumps({"source": item.source, "at": item.at, "stratum": stratum, "messages": messages,
+                           "prompt": self._text(item.exchange.prompt),
+                           "response": self._text(item.exchange.response or ""),
+                           "verdict": item.verdict.model_dump(mode="json"), "refusal_class": item.refusal_class,
+                           "model": item.exchange.model}, ensure_ascii=False)
+
+    # --- committing and handing over -----------------------------------------------------------------------
+
+    def _commit(self, batch: Batch, quarantine: list[tuple[str, int, str, bytes]]) -> None:
+        now = utc_now()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            save_cursors(self.db, batch)
+            self.db.executemany("INSERT INTO watch_quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                                [(self.settings.name, file, line, reason, self._raw(raw), now)
+                                 for file, line, reason, raw in quarantine])
+            self.db.executemany("INSERT OR REPLACE INTO watch_review_pool VALUES (?, ?, ?, ?)",
+                                [(self.settings.name, *write) for write in self._pool_writes])
+            self._save_state()
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self._pool_writes = []
+
+    def _raw(self, raw: bytes) -> str:
+        text = raw[:MAX_RAW_CHARS].decode("utf-8", errors="replace")
+        return text if self.settings.keep_text else redact(text)
+
+    def _save_state(self) -> None:
+        self.state.monitors = {key: monitor.state() for key, monitor in self._monitors.items()}
+        self.db.execute("INSERT OR REPLACE INTO watch_state VALUES (?, ?, ?)",
+                        (self.settings.name, _STATE.dump_json(self.state).decode(), utc_now()))
+
+    def _load_state(self) -> SweepState:
+        row = self.db.execute("SELECT data FROM watch_state WHERE name = ?", (self.settings.name,)).fetchone()
+        if row is None:
+            return SweepState()
+        state = _STATE.validate_json(row[0])
+        if state.version != STATE_VERSION:
+            raise ValueError(f"sweep state '{self.settings.name}' in {self.settings.store} has version "
+                             f"{state.version}, not {STATE_VERSION}")
+        return state
+
+    def _hand_over(self, report: PassReport) -> None:
+        """Chart points and alerts committed with their lines go to the ledger and the outbox (idempotent
+        there), then leave the state (committed with the next batch, or at the end of the pass)."""
+        state = self.state
+        if state.pending_points:
+            self.ledger.record_windows(state.pending_points)
+            report.windows += len(state.pending_points) // 2
+        for alert in state.pending_alerts:
+            self.outbox.put(alert)
+            self.ledger.open(alert.breach, [sample.source for sample in alert.samples if sample.source])
+            report.breaches.append(alert.breach)
+        state.pending_points, state.pending_alerts = [], []
+
+    def _finish_pass(self, report: PassReport) -> None:
+        """Count the pass; every review_every-th writes the review run first (idempotent by its id)."""
+        number = self.state.passes + 1
+        if number % self.settings.review_every == 0:
+            report.review_run = self._write_review_run(number)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if number % self.settings.review_every == 0:
+                self.db.execute("DELETE FROM watch_review_pool WHERE name = ?", (self.settings.name,))
+                self.state.review_seen = {}
+            self.state.passes = number
+            self._save_state()
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _write_review_run(self, number: int) -> str | None:
+        from refcal.watch.review_run import write_review_run
+
+        rows = self.db.execute("SELECT stratum, slot, data FROM watch_review_pool WHERE name = ? ORDER BY stratum, "
+                               "slot", (self.settings.name,)).fetchall()
+        run_id = write_review_run(self.settings, number, [json.loads(data) for _, _, data in rows],
+                                  self.judge.name, self.judge.version)
+        if run_id is not None:
+            self.state.totals.review_runs += 1
+        return run_id
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Quarantined lines of this sweep, oldest first."""
+        rows = self.db.execute("SELECT file, line, reason, raw, quarantined_at FROM watch_quarantine WHERE name = ? "
+                               "ORDER BY rowid", (self.settings.name,))
+        return [{"file": file, "line": line, "reason": reason, "raw": raw, "at": at}
+                for file, line, reason, raw, at in rows]
+
+
+def _content(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(part.get("text", "") for part in value if isinstance(part, Mapping)
+                       and isinstance(part.get("text"), str))
+    return ""
