@@ -71,5 +71,6 @@ def _serve(settings: GuardSettings, host: str, port: int) -> None:
                                                         else "fixed refusal")
     console.print(f"guard on http://{host}:{port}/v1 → {redact_url(settings.upstream)} ({settings.mode} mode{gated}; "
                   f"risk {risk.version}; log {settings.log or 'off'}"
-                  f"{', text kept' if settings.keep_text and settings.log else ''})", highlight=False, markup=False)
+                  f"{', text kept' if settings.keep_text and settings.log else ''})", highlight=False, markup=False,
+                  soft_wrap=True)
     uvicorn.run(make_app(settings, risk), host=host, port=port, log_level="warning")
