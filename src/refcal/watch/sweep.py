@@ -200,15 +200,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-@dataclass
+@dataclass(slots=True)
 class _Judged:
     """One judged exchange of a batch."""
 
     exchange: Exchange
-    source: str
+    file: str
+    line: int
     at: str
     verdict: Verdict
     refusal_class: RefusalClass | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 class Sweep:
@@ -234,6 +239,7 @@ class Sweep:
         self.ledger = Ledger(settings.store)
         self._pool_writes: list[tuple[str, int, str]] = []
         """Review-pool slots filled by the batch being consumed (written with it)."""
+        self._segment_names: dict[tuple[str | None, str | None], list[str]] = {}
         self.state = self._load_state()
         self._monitors: dict[str, Monitor] = {key: Monitor.from_state(value)
                                               for key, value in self.state.monitors.items()}
@@ -303,7 +309,7 @@ class Sweep:
         answered = [(exchange, line) for exchange, line in parsed if exchange.response is not None]
         self.state.totals.errors += len(parsed) - len(answered)
         verdicts = self.judge.judge_many([(exchange.prompt, exchange.response) for exchange, _ in answered])
-        judged = [_Judged(exchange, f"{source}:{line}", exchange.time or now, verdict)
+        judged = [_Judged(exchange, source, line, exchange.time or now, verdict)
                   for (exchange, line), verdict in zip(answered, verdicts, strict=True)]
         refused = [item for item in judged if item.verdict.label in REFUSED]
         if refused:
@@ -316,6 +322,13 @@ class Sweep:
     # --- counting ------------------------------------------------------------------------------------
 
     def _segments(self, exchange: Exchange) -> list[str]:
+        key = (exchange.route, exchange.klass)
+        segments = self._segment_names.get(key)
+        if segments is None:
+            segments = self._segment_names[key] = self._name_segments(exchange)
+        return segments
+
+    def _name_segments(self, exchange: Exchange) -> list[str]:
         segments = ["all"]
         if exchange.route is not None:
             segments.append("route:" + self._capped("route", exchange.route))
