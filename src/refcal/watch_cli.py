@@ -125,9 +125,8 @@ def _loop(running: Sweep, pause: float, once: bool) -> None:
         while True:
             report = running.run_pass(stop.is_set)
             _print_pass(report, running)
-            if once or stop.is_set():
+            if once or stop.wait(pause):  # True as soon as Ctrl-C is pressed while waiting
                 break
-            stop.wait(pause)
     finally:
         signal.signal(signal.SIGINT, previous)
     if stop.is_set():
