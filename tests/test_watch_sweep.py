@@ -441,3 +441,23 @@ def test_refcal_watch_once(tmp_path: Path, texts) -> None:
     assert bad.exit_code == 2 and "unknown field 'colour'" in bad.output
     ledger = runner.invoke(app, ["watch", "ledger", "--store", str(tmp_path / "store.db")])
     assert ledger.exit_code == 0
+
+
+def test_ctrl_c_stops_the_loop_cleanly_and_the_next_start_resumes(tmp_path: Path, texts) -> None:
+    log, store = tmp_path / "app.log", tmp_path / "store.db"
+    _append(log, [_line(prompt, texts["compliance"][index], index) for index, prompt in enumerate(BENIGN)])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    command = [sys.executable, "-m", "refcal.cli", "watch", str(log), "--every", "100ms", "--judge", "markers",
+               "--window", "10", "--store", str(store)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    assert first.startswith("pass 1: 30 lines"), first
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    assert "stopped; everything read so far is committed" in rest
+    _append(log, [_line(BENIGN[0], texts["compliance"][0], 99)])
+    again = subprocess.run([*command[:5], "--once", *command[5:]], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert re.search(r"pass \d+: 1 lines, 1 exchanges", again.stdout), again.stdout
