@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from refcal.bench import load_bench
 from refcal.bench.items import Bench
 from refcal.cli import app
+from refcal.errors import StoreError
 from refcal.judges import make_judge
 from refcal.judges.markers import LECTURE_PATTERNS, MULTILINGUAL_PATTERNS, REFUSAL_PATTERNS, MarkersJudge
 from refcal.judges.markers import normalise as markers_normalise
@@ -271,6 +272,13 @@ def test_malformed_lines_are_quarantined_with_file_and_line_and_the_sweep_goes_o
     assert "no user message" in reasons[4]
     assert "UTF-8" in reasons[5] or "JSON" in reasons[5]
     assert "over 1,000,000 bytes" in reasons[6]
+
+
+def test_one_sweep_per_name_and_store(tmp_path: Path, classifier) -> None:
+    with _sweep(tmp_path, classifier), pytest.raises(StoreError, match="another sweep named 'default'"):
+        _sweep(tmp_path, classifier)
+    with _sweep(tmp_path, classifier), _sweep(tmp_path, classifier, name="eu"):
+        pass  # another name keeps its own state; the first lock was released on close
 
 
 def test_upstream_errors_are_counted_apart_not_judged(tmp_path: Path, texts, classifier) -> None:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from refcal.console import DEFAULT_STORE, StoreOption, console, errors_console, fail
-from refcal.errors import MissingExtraError
+from refcal.errors import MissingExtraError, StoreError
 from refcal.watch.alerts import JsonlSink, Sink, TerminalSink, WebhookSink
 from refcal.watch.exchanges import FIELDS, parse_field_map
 from refcal.watch_ledger_cli import register
@@ -98,7 +98,7 @@ def sweep(
     try:
         with Sweep(settings, sinks=sinks) as running:
             _loop(running, pause, once)
-    except MissingExtraError as error:
+    except (MissingExtraError, StoreError) as error:
         raise fail(str(error), EXIT_INPUT) from None
 
 

@@ -28,6 +28,7 @@ Malformed lines are quarantined with file, line and reason (the raw line redacte
 
 from __future__ import annotations
 
+import fcntl
 import json
 import random
 import sqlite3
@@ -39,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from refcal.clock import utc_now
+from refcal.errors import StoreError
 from refcal.judges.base import Verdict
 from refcal.redact import redact
 from refcal.watch.alerts import Alert, AlertSample, Outbox, Sink
@@ -230,9 +232,10 @@ class Sweep:
                  classifier: RefusalClassifier | None = None, sinks: Sequence[Sink] = ()) -> None:
         self.settings = settings
         self.fields: FieldMap = parse_field_map(settings.fields)
+        self.judge = judge if judge is not None else make_sweep_judge(settings.judge)  # fails before any lock
+        self._lock = _hold_lock(settings.store, settings.name)
         self.db = connect(settings.store)
         self.tail = Tail(self.db, settings.logs)
-        self.judge = judge if judge is not None else make_sweep_judge(settings.judge)
         self.classifier = classifier if classifier is not None else RefusalClassifier()
         self.sinks = list(sinks)
         self.outbox = Outbox(settings.store)
@@ -249,6 +252,7 @@ class Sweep:
         self.outbox.close()
         self.ledger.close()
         self.db.close()
+        self._lock.close()  # releases the flock
 
     def __enter__(self) -> Sweep:
         return self
@@ -522,6 +526,18 @@ class Sweep:
                                "ORDER BY rowid", (self.settings.name,))
         return [{"file": file, "line": line, "reason": reason, "raw": raw, "at": at}
                 for file, line, reason, raw, at in rows]
+
+
+def _hold_lock(store: Path, name: str) -> Any:
+    """One sweep per name and store at a time: two would read the same lines and count them twice."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(store.parent / f".{store.name}.watch-{name}.lock", "a+")  # noqa: SIM115 - held while sweeping
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"another sweep named '{name}' is running on {store} (stop it, or use --name)") from None
+    return handle
 
 
 def _content(value: Any) -> str:
