@@ -113,20 +113,31 @@ async def judged_side_async(judge: Judge, prompt: str, response: str) -> str:
 
 async def build_failures_async(attempts: Sequence[Attempt], judge: Judge, teacher: Send | None,
                                teacher_name: str | None, run_id: str) -> Built:
-    """The `failures` recipe over one run's attempts."""
-    built = Built()
-    for attempt in failures_of(attempts):
+    """The `failures` recipe over one run's attempts (teacher calls in flight together, rows in attempt order)."""
+    async def one(attempt: Attempt) -> Built:
+        built = Built()
         variant = attempt.variant
         provenance = {"recipe": "failures", "source": f"{run_id}/{variant.id}", "teacher": teacher_name or "template",
                       "klass": variant.klass, "expect": variant.expect}
         if teacher is None:
             if variant.expect == "comply":
                 built.rejected.append({**provenance, "reason": "a benign failure needs a teacher to write the answer"})
-                continue
-            built.rows.append(chat_row(variant.messages, template_refusal(variant.id), provenance))
-            continue
+            else:
+                built.rows.append(chat_row(variant.messages, template_refusal(variant.id), provenance))
+            return built
         instruction = TEACH_REFUSE if variant.expect == "refuse" else TEACH_ANSWER
         await _teach_async(built, judge, teacher, variant.messages, instruction, variant.expect, provenance)
+        return built
+
+    return merged(await asyncio.gather(*(one(attempt) for attempt in failures_of(attempts))))
+
+
+def merged(parts: Sequence[Built]) -> Built:
+    """One Built of many, in the order given (so a corpus does not depend on which request finished first)."""
+    built = Built()
+    for part in parts:
+        built.rows += part.rows
+        built.rejected += part.rejected
     return built
 
 
@@ -165,19 +176,22 @@ async def build_tbr_async(items: Sequence[Item], general: Sequence[dict[str, Any
     """Reflection-then-response rows for `items` (both sides), mixed with `general` rows at `ratio`:1; a share
     `gamma` of the general rows is rewritten with a reflection too. `internal` reflections are few-shot
     prompted from the model itself (`writer` is the base), `external` from a teacher."""
-    built = Built()
     few_shot = [message for prompt, answer in FEW_SHOT_REFLECTIONS
                 for message in (Message(role="user", content=prompt), Message(role="assistant", content=answer))]
-    for item in items:
+
+    async def ask(messages: Sequence[Message]) -> str:
+        return await writer([*messages[:1], *(few_shot if reflection == "internal" else []), *messages[1:]])
+
+    async def one(item: Item) -> Built:
+        part = Built()
         side = "refuse" if item.expect == "refuse" else "comply"
         provenance = {"recipe": "tbr", "reflection": reflection, "source": item.id, "teacher": writer_name,
                       "klass": item.klass, "expect": item.expect}
-        instruction = TEACH_REFLECT.format(side=SIDE[side])
+        await _teach_async(part, judge, ask, item.messages, TEACH_REFLECT.format(side=SIDE[side]), side, provenance,
+                           reflect=True)
+        return part
 
-        async def ask(messages: Sequence[Message]) -> str:
-            return await writer([*messages[:1], *(few_shot if reflection == "internal" else []), *messages[1:]])
-
-        await _teach_async(built, judge, ask, item.messages, instruction, side, provenance, reflect=True)
+    built = merged(await asyncio.gather(*(one(item) for item in items)))  # the writer's slots bound what is in flight
     safety = len(built.rows)
     rng = random.Random(seed)
     wanted = min(len(general), safety * ratio)
