@@ -57,3 +57,11 @@ def test_sft_on_a_base_found_not_ready_stops_before_loading_it(tmp_path: Path) -
     assert result.exit_code == 2
     assert "not ready" in result.output and "--force" in result.output
     assert not Path("out").exists()
+
+
+def test_direction_editing_of_a_base_never_checked_needs_force(tmp_path: Path) -> None:
+    result = CliRunner().invoke(recal_app, ["direction", "--base", BASE, "--out", "dir1", "--trials", "1",
+                                            "--store", str(tmp_path / ".refcal" / "refcal.db")])
+    assert result.exit_code == 2
+    assert "never checked" in result.output and "--force" in result.output
+    assert not Path("dir1").exists()

@@ -17,6 +17,7 @@ no model); 2 bad input (an option, the base spec or load, the bench, a folder ho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -94,8 +95,8 @@ def direction_command(
         from refcal.recal.readiness import NotReadyError
         from refcal.recal_check_cli import readiness_gate
 
-        gate = readiness_gate(base, store, force)
-        job = prepare_direction(base, bench, out, settings, rule, readiness=gate)
+        job = prepare_direction(base, bench, out, settings, rule)  # the cheap input checks first
+        job = dataclasses.replace(job, readiness=readiness_gate(base, store, force))
     except (InputFileError, TargetSpecError, MissingExtraError, DirectionError, NotReadyError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     split = job.plan.split
