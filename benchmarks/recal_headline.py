@@ -92,17 +92,6 @@ epochs = 2
 learning_rate = 3e-4
 device = "cpu"
 """,
-    "sft-tbr": """method = "sft"
-
-[corpus]
-recipe = "tbr"
-general = ["routine", "starter"]
-
-[sft]
-epochs = 2
-learning_rate = 3e-4
-device = "cpu"
-""",
     "direction": """method = "direction"
 
 [direction]
@@ -112,6 +101,7 @@ startup_trials = 6
 max_false_refusal = 0.10
 """,
 }
+METHODS["sft-tbr"] = METHODS["sft-failures"].replace('recipe = "failures"', 'recipe = "tbr"')
 METHODS["contrastive-sft"] = METHODS["sft-failures"].replace("[sft]", "contrastive = true\n\n[sft]")
 KL_PROMPT_TOKENS = 32
 """Tokens of the base's greedy answer to each held-out instruction on which the two models are compared."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from refcal.attempt import Attempt
 from refcal.clock import utc_now
+from refcal.database import open_database
 from refcal.drills.attacker import AttackerPlan
 from refcal.drills.plan import Hints, MutationPlan
 from refcal.drills.scripts import Script
@@ -145,14 +146,7 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL survives a killed process (SIGKILL) with every commit intact; only power loss can
-        # drop the last transactions, which resume would then simply re-send.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

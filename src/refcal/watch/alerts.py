@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import httpx
 from pydantic import BaseModel
 
 from refcal.clock import utc_now
+from refcal.database import open_database
 from refcal.redact import redact
 from refcal.watch.control import Breach
 
@@ -215,12 +215,7 @@ class Outbox:
 
     def __init__(self, store_path: str | Path) -> None:
         self.path = Path(store_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

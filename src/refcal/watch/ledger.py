@@ -35,7 +35,6 @@ time to correct long, which is the truth about that drift.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from refcal.clock import utc_now
+from refcal.database import open_database
 from refcal.errors import RefcalError
 from refcal.promotion import read_evidence
 from refcal.rates import Rate
@@ -204,12 +204,7 @@ class Ledger:
 
     def __init__(self, store_path: str | Path) -> None:
         self.path = Path(store_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

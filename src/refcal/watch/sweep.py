@@ -40,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from refcal.clock import utc_now
+from refcal.database import open_database
 from refcal.errors import StoreError
 from refcal.judges.base import Verdict
 from refcal.redact import redact
@@ -193,13 +194,7 @@ def make_sweep_judge(name: SweepJudge) -> Any:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(SCHEMA)
-    return db
+    return open_database(path, SCHEMA)
 
 
 @dataclass(slots=True)
