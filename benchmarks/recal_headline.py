@@ -126,7 +126,7 @@ def prepare(work: Path) -> None:
 
 
 def run_method(work: Path, method: str) -> dict[str, Any]:
-    from refcal.recal.loop import run_loop
+    from refcal.recal.loop import run_loop, same_engine
     from refcal.recal.loop_config import read_config
 
     folder = work / method
@@ -136,7 +136,8 @@ def run_method(work: Path, method: str) -> dict[str, Any]:
     config = read_config(config_path)
     started = time.perf_counter()
     result = run_loop(config, lambda line: print(f"[{method}] {line}", flush=True))
-    return {"result": result, "config": config, "seconds": time.perf_counter() - started}
+    return {"result": result, "seconds": time.perf_counter() - started,
+            "base_path": same_engine(config.base).removeprefix("hf:")}
 
 
 def rate_text(rate: Any) -> str:
@@ -209,7 +210,7 @@ def main() -> None:
             print(f"[{method}] stopped: {error}", flush=True)
             rows.append({"method": method, "stopped": str(error)})
             continue
-        result, config = outcome["result"], outcome["config"]
+        result = outcome["result"]
         stages = {run.stage: run.record for run in result.stages}
         baseline, candidate = stages["baseline"].outputs, stages["candidate"].outputs
         setup = stages["readiness"].wall_s + stages["baseline"].wall_s
@@ -218,9 +219,7 @@ def main() -> None:
         if base_row is None:
             base_row = {"method": "base", **_figures(baseline["receipt_paths"]), "kl": (0.0, 0.0, 0.0),
                         "wall_s": setup, "gates": [(row.claim, row.bench, row.base_passed) for row in result.rows]}
-        from refcal.recal.loop import same_engine
-
-        kl = heldout_kl(same_engine(config.base)[3:], stages["train"].outputs["model_dir"], heldout)
+        kl = heldout_kl(outcome["base_path"], stages["train"].outputs["model_dir"], heldout)
         rows.append({"method": method, **_figures(candidate["receipt_paths"]), "kl": kl,
                      "wall_s": first_setup_s + own, "train_s": stages["train"].wall_s,
                      "corpus": {key: value for key, value in stages["corpus"].outputs.items()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.console import console, fail
-from refcal.errors import InputFileError, MissingExtraError, RefcalError, TargetSpecError
+from refcal.errors import InputFileError, RefcalError
 
 EXIT_PROMOTED, EXIT_REJECTED, EXIT_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -41,7 +41,7 @@ def run_command(
     except KeyboardInterrupt:
         raise fail(f"interrupted; run `refcal recal run --config {config}` again to resume", EXIT_INTERRUPTED) \
             from None
-    except (RefcalError, TargetSpecError, MissingExtraError, ValueError) as error:
+    except (RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     table = Table("bench", "gate", "base", "candidate", title=f"promotion gates ({settings.gates})")
     for row in result.rows:

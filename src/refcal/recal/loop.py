@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from refcal.bench import load_bench
+from refcal.bench import Bench, load_bench
 from refcal.bench.freeze import check_frozen
 from refcal.clock import utc_now
 from refcal.digests import file_sha256
@@ -138,8 +138,9 @@ def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> Loop
     assert config.out is not None
     out = config.out
     stages = Stages(out)
+    loaded = {spec: load_bench(spec) for spec in [*config.benches, config.corpus.source]}
     for name in config.benches:  # a gated bench must be frozen and unchanged before anything runs
-        if check_frozen(load_bench(name), config.locks) is None:
+        if check_frozen(loaded[name], config.locks) is None:
             raise LoopStopped(f"bench '{name}' is not frozen in {config.locks}: freeze it before training "
                               f"(refcal bench freeze {name} --locks {config.locks})")
     base = base_digest(config.base)
@@ -154,9 +155,10 @@ def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> Loop
 
     benches = [*config.benches, config.corpus.source]
     engine = same_engine(config.base)
-    baseline_key = key_of("baseline", base, engine, config.drill, {name: load_bench(name).digest for name in benches})
+    baseline_key = key_of("baseline", base, engine, config.drill, {name: loaded[name].digest for name in benches})
     runs.append(run_stage(stages, "baseline", baseline_key,
-                          lambda: _drills(config, engine, benches, out / f"baseline-{baseline_key[:8]}"), say))
+                          lambda: _drills(config, engine, [loaded[name] for name in benches],
+                                          out / f"baseline-{baseline_key[:8]}"), say))
     baseline = runs[-1].record.outputs
 
     corpus_key = key_of("corpus", baseline_key, config.method, config.corpus)
@@ -167,12 +169,12 @@ def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> Loop
     train_key = key_of("train", corpus_key, corpus.get("corpus_digest"), config.method, config.sft, config.direction,
                        config.force, config.allow_contamination)
     runs.append(run_stage(stages, "train", train_key,
-                          lambda: _train(config, corpus, readiness, out / f"train-{train_key[:8]}", progress), say))
+                          lambda: _train(config, base, corpus, out / f"train-{train_key[:8]}", progress), say))
     model = runs[-1].record.outputs
 
     candidate_key = key_of("candidate", model["weights_digest"], config.drill, baseline_key)
     runs.append(run_stage(stages, "candidate", candidate_key,
-                          lambda: _drills(config, f"hf:{model['model_dir']}", config.benches,
+                          lambda: _drills(config, f"hf:{model['model_dir']}", [loaded[name] for name in config.benches],
                                           out / f"candidate-{candidate_key[:8]}"), say))
     candidate = runs[-1].record.outputs
 
@@ -211,18 +213,18 @@ def _readiness(config: LoopConfig, out: Path) -> dict[str, Any]:
             "record": str(record) if record else None}
 
 
-def _drills(config: LoopConfig, target: str, benches: Sequence[str], folder: Path) -> dict[str, Any]:
+def _drills(config: LoopConfig, target: str, benches: Sequence[Bench], folder: Path) -> dict[str, Any]:
     """One drill per bench (resumed when its folder already holds a run); receipts and their digests."""
     receipts, digests = {}, {}
-    for spec in benches:
-        name = load_bench(spec).name
-        drill_bench(config, target, spec, folder / name)
+    for bench in benches:
+        name = bench.name
+        drill_bench(config, target, bench, folder / name)
         receipts[name] = str(folder / name / "receipt.json")
         digests[name] = read_receipt(folder / name / "receipt.json").digest  # sealed when written
     return {"receipt_paths": receipts, "digests": digests}
 
 
-def drill_bench(config: LoopConfig, target_spec: str, bench_name: str, out_dir: Path) -> Receipt:
+def drill_bench(config: LoopConfig, target_spec: str, bench: Bench, out_dir: Path) -> Receipt:
     """Drill `target_spec` on a bench with the loop's drill settings and cascade judge, into `out_dir`; a run left
     there by an interrupted start is resumed, a finished one is read back."""
     from refcal.drills.session import check_resumable, drill_async, find_run, new_run
@@ -248,7 +250,7 @@ def drill_bench(config: LoopConfig, target_spec: str, bench_name: str, out_dir: 
                     check_resumable(earlier, target, judge)
                     run = earlier
                 else:
-                    run = new_run(store, load_bench(bench_name), target, judge, target_spec=target.description,
+                    run = new_run(store, bench, target, judge, target_spec=target.description,
                                   out_root=out_dir.parent, out_dir=out_dir, limit=settings.limit,
                                   concurrency=settings.concurrency, locks=config.locks)
                 return await drill_async(run, target, judge, store)
@@ -356,12 +358,10 @@ def _instructions(sources: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _train(config: LoopConfig, corpus: dict[str, Any], readiness: dict[str, Any], folder: Path,
+def _train(config: LoopConfig, base_weights: str, corpus: dict[str, Any], folder: Path,
            progress: Any) -> dict[str, Any]:
     from refcal.recal.readiness import readiness_dir, require_ready
-    from refcal.recal.weights import base_digest
-
-    gate = require_ready(config.base, base_digest(config.base), readiness_dir(config.store), config.force)
+    gate = require_ready(config.base, base_weights, readiness_dir(config.store), config.force)
     if config.method == "sft":
         from refcal.recal.sft import load_settings, prepare_sft, run_sft
 
