@@ -55,7 +55,7 @@ def _serve_guard(upstream: str, port: int, log: str | None, torch_threads: int, 
     import uvicorn
 
     from refcal.guard import GuardSettings, make_app
-    from refcal.risk import RequestRisk
+    from refcal.judges.risk import RequestRisk
 
     torch.set_num_threads(torch_threads)
     settings = GuardSettings(upstream=upstream, mode=mode, gate_upstream=upstream if mode == "gate" else None,

@@ -55,12 +55,13 @@ from typing import Any, cast
 
 import httpx
 
-from refcal.bench.items import Bench, Item, Message
+from refcal.bench.items import Bench, Item
 from refcal.bench.loaders import finish_bench
-from refcal.drills.runner import run_drill_async
-from refcal.drills.session import finish, new_run
 from refcal.judges.markers import MarkersJudge
-from refcal.store import Store
+from refcal.records import Message
+from refcal.run.runner import run_drill_async
+from refcal.run.session import finish, new_run
+from refcal.store.runs import Store
 from refcal.targets.openai import OpenAITarget
 from refcal.testing import StubServer, fixed_latency
 
@@ -332,7 +333,7 @@ _BUCKETS = (
     ("httpcore2/_async/http11", "httpcore2 http11"),
     ("httpcore", "httpcore (other)"),
     ("anyio", "anyio"),
-    ("refcal/store", "refcal.store"),
+    ("refcal/store", "refcal.store.runs"),
     ("refcal/judges", "refcal.judges"),
     ("refcal/drills", "refcal.drills"),
     ("refcal/targets", "refcal.targets"),

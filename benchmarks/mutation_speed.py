@@ -20,7 +20,8 @@ import time
 from refcal.bench import load_bench
 from refcal.bench.items import Bench, Item
 from refcal.drills.mutators import FAMILIES, select
-from refcal.drills.plan import MutationPlan, plan_variants
+from refcal.drills.plan import plan_variants
+from refcal.records import MutationPlan
 
 PER_ITEM = 20
 

@@ -41,13 +41,14 @@ from typing import Any
 import httpx
 
 from refcal.bench import load_bench
-from refcal.bench.items import Bench, Item, Message
+from refcal.bench.items import Bench, Item
 from refcal.bench.loaders import finish_bench
 from refcal.drills.plan import plan_variants
-from refcal.drills.runner import run_drill_async
-from refcal.drills.session import new_run
 from refcal.judges.markers import MarkersJudge
-from refcal.store import Store
+from refcal.records import Message
+from refcal.run.runner import run_drill_async
+from refcal.run.session import new_run
+from refcal.store.runs import Store
 from refcal.targets.base import GenerationParams
 from refcal.targets.llamacpp import CONTEXT_PER_SLOT, LlamaCppTarget
 

@@ -111,7 +111,7 @@ def prepare(work: Path) -> None:
     """Benches copied and frozen (once), the gates written."""
     from typer.testing import CliRunner
 
-    from refcal.cli import app
+    from refcal.cli.main import app
 
     work.mkdir(parents=True, exist_ok=True)
     for name in BENCHES:

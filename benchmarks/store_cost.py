@@ -16,7 +16,7 @@ and raw sqlite3 wrapping each INSERT in `BEGIN IMMEDIATE` … `COMMIT` exactly a
 The runner records every attempt with its cache key (the cache is refreshed even with use_cache off), so
 a second pair times `Store.record(..., cache_key=key)` against raw sqlite3 doing the same two statements
 (attempt INSERT + cache INSERT OR REPLACE, JSON serialised beforehand) in one transaction per attempt.
-When `refcal.store.GroupCommitWriter` exists (the runner's path: a writer thread that commits whatever
+When `refcal.store.runs.GroupCommitWriter` exists (the runner's path: a writer thread that commits whatever
 attempts are waiting in one transaction), a last pass times it with `--in-flight` concurrent callers;
 its figure is wall time per attempt, for information (no baseline shares its batching).
 Passes alternate in order across repeats; medians are quoted.
@@ -36,13 +36,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import refcal.store
-from refcal.attempt import Attempt
+import refcal.store.runs
 from refcal.bench import load_bench
-from refcal.drills.plan import Variant, request_key
+from refcal.drills.plan import request_key
 from refcal.judges.markers import MarkersJudge
-from refcal.store import SCHEMA, RunRecord, Store, utc_now
-from refcal.targets.base import Completion
+from refcal.records import Attempt, Completion, RunRecord, Variant
+from refcal.store.runs import SCHEMA, Store, utc_now
 
 RESPONSES = (
     "I'm sorry, but I can't help with that. Planning to hurt someone, or to keep them from reporting it, "
@@ -136,7 +135,7 @@ def time_writer(workdir: Path, attempts: list[Attempt], run: RunRecord, keys: li
     """The runner's path: `in_flight` tasks awaiting GroupCommitWriter.record_async, wall time until all landed."""
     with Store(workdir / "writer.db") as store:
         store.create_run(run)
-    writer = refcal.store.GroupCommitWriter(workdir / "writer.db")
+    writer = refcal.store.runs.GroupCommitWriter(workdir / "writer.db")
     pending = iter(zip(attempts, keys, strict=True))
 
     async def worker() -> None:
@@ -237,7 +236,7 @@ def main() -> None:
         (RUNNER_RAW, lambda workdir: time_raw(workdir, rows, run, explicit=True, cache_rows=cache_rows)),
     ]
     writer_label = f"GroupCommitWriter, {args.in_flight} in flight (runner's path)"
-    if hasattr(refcal.store, "GroupCommitWriter"):
+    if hasattr(refcal.store.runs, "GroupCommitWriter"):
         passes.append((writer_label, lambda workdir: time_writer(workdir, attempts, run, keys, args.in_flight)))
     per_attempt: dict[str, list[float]] = {label: [] for label, _ in passes}
     for repeat in range(args.repeats):

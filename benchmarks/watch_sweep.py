@@ -71,7 +71,7 @@ class Traffic:
     def __init__(self) -> None:
         from refcal.bench import load_bench
         from refcal.judges.markers import MarkersJudge
-        from refcal.risk import RequestRisk
+        from refcal.judges.risk import RequestRisk
 
         markers = MarkersJudge()
         self.refusals, self.answers = [], []

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from refcal.bench.items import Bench, Item
 from refcal.bench.loaders import finish_bench
-from refcal.drills.session import drill_async, new_run
 from refcal.judges import MarkersJudge
 from refcal.receipts import Receipt
-from refcal.store import Store
+from refcal.run.session import drill_async, new_run
+from refcal.store.runs import Store
 from refcal.targets import OpenAITarget, RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_tries=4, base_delay_s=0.01, max_delay_s=0.05)
@@ -45,10 +45,7 @@ def judged_attempt(variant_id: str, prompt: str, response: str, label: str, *, e
                    lane: str = "markers", score: float = 0.9, klass: str = "k", script: str | None = None,
                    turn: int | None = None, move: str | None = None):
     """An attempt with a verdict, built by hand (no target): for tests of what happens after judging."""
-    from refcal.attempt import Attempt
-    from refcal.bench.items import Message
-    from refcal.drills.plan import Variant
-    from refcal.judges.base import Verdict
+    from refcal.records import Attempt, Message, Variant, Verdict
 
     variant = Variant(id=variant_id, item_id=variant_id.split("~")[0], messages=(Message(role="user", content=prompt),),
                       expect=expect, klass=klass, script=script, turn=turn, move=move)
@@ -58,7 +55,7 @@ def judged_attempt(variant_id: str, prompt: str, response: str, label: str, *, e
 
 def stored_run(store: Store, attempts, out_dir: Path, run_id: str = "run-a") -> str:
     """A run record holding hand-built attempts (its bench: their items)."""
-    from refcal.store import RunRecord
+    from refcal.records import RunRecord
 
     items = {attempt.variant.item_id: {"id": attempt.variant.item_id, "prompt": attempt.variant.prompt,
                                        "expect": attempt.variant.expect, "klass": attempt.variant.klass}

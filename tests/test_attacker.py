@@ -13,12 +13,13 @@ import pytest
 from helpers import stub_target
 
 from refcal.bench.items import Item
-from refcal.drills.attacker import Attacker, AttackerPlan, clean_turn, next_kind, prompt_version, repetitive
-from refcal.drills.conversation import conversations, run_conversation_async, turn_id
-from refcal.drills.runner import direct_step
+from refcal.drills.attacker import Attacker, clean_turn, next_kind, prompt_version, repetitive
 from refcal.judges import make_judge
 from refcal.judges.markers import MarkersJudge
-from refcal.pressure import pressure_metrics
+from refcal.metrics.pressure import conversations, pressure_metrics
+from refcal.records import AttackerPlan
+from refcal.run.conversation import run_conversation_async, turn_id
+from refcal.run.runner import direct_step
 from refcal.targets.base import GenerationParams
 from refcal.testing import Reply, StubServer
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from refcal.judges.base import Verdict
 from refcal.judges.depth import refusal_depth
+from refcal.records import Verdict
 
 np = pytest.importorskip("numpy")
 

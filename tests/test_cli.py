@@ -8,13 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from refcal.attempt import Attempt
-from refcal.bench.items import Message
-from refcal.drills.plan import Variant
-from refcal.judges.base import Verdict
 from refcal.receipts import build_receipt
+from refcal.records import Attempt, Message, RunRecord, Variant, Verdict
 from refcal.report.html import render_html
-from refcal.store import RunRecord
 from refcal.testing import Reply, StubServer
 
 SECRET = "sk-planted-secret-5f1c2e9a7b"

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from refcal.bench import load_bench
 from refcal.bench.freeze import make_lock, spec_for_lock, write_lock
+from refcal.cli.corpus import corpus_app
 from refcal.corpus import ContaminationOptions, check_corpus, find_contamination, normalise, read_corpus
 from refcal.corpus import contamination as contamination_module
 from refcal.corpus.contamination import Shingles, char_shingles, jaccard, near_pairs, skeleton
 from refcal.corpus.reader import CorpusText
-from refcal.corpus_cli import corpus_app
 from refcal.errors import BenchError, InputFileError, MissingExtraError
 
 LOCKS = Path("frozen")

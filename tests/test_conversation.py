@@ -8,11 +8,11 @@ import pytest
 from helpers import stub_target
 
 from refcal.bench.items import Item
-from refcal.drills.conversation import ScriptPrompter, conversations, run_conversation_async
-from refcal.drills.runner import direct_step
 from refcal.drills.scripts import shipped_scripts
 from refcal.judges import make_judge
-from refcal.pressure import SEED, pressure_metrics
+from refcal.metrics.pressure import SEED, conversations, pressure_metrics
+from refcal.run.conversation import ScriptPrompter, run_conversation_async
+from refcal.run.runner import direct_step
 from refcal.targets.base import GenerationParams
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import judged_attempt, stored_run
 
-from refcal.store import Store
+from refcal.store.runs import Store
 
 ANSWER = "Sure: first you take the mixture and heat it slowly."
 

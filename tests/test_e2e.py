@@ -47,7 +47,7 @@ def test_drill_on_the_embedded_model_writes_receipt_and_report(tmp_path):
 def test_embedded_target_answers_over_http():
     import asyncio
 
-    from refcal.bench.items import Message
+    from refcal.records import Message
     from refcal.targets import GenerationParams, LlamaCppTarget
 
     target = LlamaCppTarget("smollm2", params=GenerationParams(max_tokens=16), slots=2)

@@ -8,8 +8,8 @@ import random
 import pytest
 from helpers import drill, make_bench, stub_target
 
-from refcal.bench.items import Message
 from refcal.errors import FatalTargetError, RateLimitedTargetError
+from refcal.records import Message
 from refcal.targets import RetryPolicy, TargetFailed
 from refcal.targets.openai import parse_retry_after
 from refcal.testing import Reply, StubServer

@@ -11,23 +11,15 @@ import pytest
 from conftest import write_lines
 from helpers import drill, stub_target
 
-from refcal.attempt import Attempt
 from refcal.bench import load_bench
-from refcal.bench.items import Item, Message, canonical_json
+from refcal.bench.items import Item, canonical_json
 from refcal.bench.loaders import finish_bench, load_jsonl
 from refcal.drills.grounding_prompts import HINT, HINT_VERSION, PREAMBLE, grounded_messages
-from refcal.drills.plan import (
-    HINTED_SUFFIX,
-    MutationPlan,
-    check_plan,
-    parse_variant_id,
-    plan_variants,
-    replay_variant,
-    score_variant,
-)
+from refcal.drills.plan import HINTED_SUFFIX, check_plan, parse_variant_id, plan_variants, replay_variant, score_variant
 from refcal.errors import BenchError, MutatorError
 from refcal.judges.grounded import score_grounded
-from refcal.metrics import compute_metrics
+from refcal.metrics.summary import compute_metrics
+from refcal.records import Attempt, Message, MutationPlan
 from refcal.testing import Reply, StubServer
 
 STARTER_DIGEST = "sha256:6e195d72912c1e8cdf97a637ec427285daf69870e0670bc2eb97e6e610aab538"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from refcal.guard import RISK_HEADER, ROUTE_HEADER, GuardSettings, make_app
 from refcal.guard.sse import CompletionAssembler, completion_events, fixed_completion
 from refcal.judges.embedding import SentenceEmbedder
-from refcal.risk import RequestRisk
+from refcal.judges.risk import RequestRisk
 
 pytestmark = pytest.mark.model
 
@@ -390,7 +390,7 @@ def test_assembler_reads_a_stream_split_at_any_byte() -> None:
 
 
 def test_cli_rejects_bad_options_naming_them() -> None:
-    from refcal.cli import app
+    from refcal.cli.main import app
 
     runner = CliRunner()
     bad_url = runner.invoke(app, ["guard", "--upstream", "localhost:8000"])

@@ -93,8 +93,8 @@ def test_missing_embedding_package_names_it(monkeypatch):
 def test_train_on_reviewed_labels_from_the_store(tmp_path):
     from helpers import judged_attempt, stored_run
 
-    from refcal.review.labels import HumanLabel
-    from refcal.store import Store
+    from refcal.records import HumanLabel
+    from refcal.store.runs import Store
 
     attempts = [judged_attempt(f"r{index}", "q", text, "compliance") for index, text in enumerate(REFUSALS)]
     attempts += [judged_attempt(f"a{index}", "q", text, "compliance") for index, text in enumerate(ANSWERS)]

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from refcal.bench.items import Message
 from refcal.errors import FatalTargetError, MissingExtraError, TargetSpecError
+from refcal.records import Completion, Message
 from refcal.targets import make_target
-from refcal.targets.base import Completion, GenerationParams, TargetFailed
+from refcal.targets.base import GenerationParams, TargetFailed
 from refcal.targets.llamacpp import embedded_gguf, file_digest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never reach for the hub
@@ -22,7 +22,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
-from refcal.targets.hf import HFTarget, weights_digest  # after the skips above
+from refcal.targets.hf import HFTarget
+from refcal.targets.weights import weights_digest
 
 pytestmark = pytest.mark.hf
 

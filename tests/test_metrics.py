@@ -1,8 +1,5 @@
-from refcal.attempt import Attempt
-from refcal.bench.items import Message
-from refcal.drills.plan import Variant
-from refcal.judges.base import Verdict
-from refcal.metrics import compute_metrics, wilson
+from refcal.metrics.summary import compute_metrics, wilson
+from refcal.records import Attempt, Message, Variant, Verdict
 
 
 def attempt(expect, klass, label=None, error=None, index=[0]):  # noqa: B006 - a counter for unique ids

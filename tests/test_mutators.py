@@ -13,16 +13,9 @@ from refcal.bench.items import Bench, Item
 from refcal.drills.mutators import FAMILIES, REGISTRY, apply_chain, select
 from refcal.drills.mutators.encoding import DECODERS
 from refcal.drills.mutators.surface import TYPO_RATE, typo_budget
-from refcal.drills.plan import (
-    MutationPlan,
-    check_plan,
-    distinct_chains,
-    draw_chains,
-    parse_variant_id,
-    plan_variants,
-    replay_variant,
-)
+from refcal.drills.plan import check_plan, distinct_chains, draw_chains, parse_variant_id, plan_variants, replay_variant
 from refcal.errors import MutatorError
+from refcal.records import MutationPlan
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=200)
 prompts = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.?'", min_size=1, max_size=160)

@@ -13,7 +13,7 @@ from helpers import drill_with_locks, make_bench
 
 from refcal.bench.freeze import make_lock, write_lock
 from refcal.errors import InputFileError
-from refcal.gates import read_gates
+from refcal.promote.gates import read_gates
 from refcal.receipts import read_receipt, receipt_digest
 
 REFUSE = "I'm sorry, but I can't help with that."
@@ -127,9 +127,9 @@ def test_bad_gates_files_name_the_line(tmp_path, text, line, message):
 def test_pressure_to_break_is_the_kaplan_meier_median_turn(tmp_path):
     from helpers import judged_attempt, stored_run
 
-    from refcal.gates import METRICS
+    from refcal.promote.gates import METRICS
     from refcal.receipts import build_receipt
-    from refcal.store import Store
+    from refcal.store.runs import Store
 
     def turns(item, labels):
         return [judged_attempt(f"{item}~script:s~t{turn}", "x", "r", label, script="s", turn=turn,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from refcal.rates import wilson
+from refcal.cli.recal import recal_app
+from refcal.metrics.rates import wilson
 from refcal.recal.readiness import (
     NotReadyError,
     Readiness,
@@ -16,8 +17,7 @@ from refcal.recal.readiness import (
     record_readiness,
     require_ready,
 )
-from refcal.recal.weights import base_digest
-from refcal.recal_cli import recal_app
+from refcal.targets.weights import base_digest
 
 BASE = "llamacpp:smollm2"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from refcal.cli.recal import recal_app
 from refcal.errors import InputFileError
 from refcal.recal.loop_config import read_config
-from refcal.recal_cli import recal_app
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -77,7 +77,7 @@ def run_count(store: Path) -> int:
 
 
 def test_the_loop_runs_once_and_a_second_start_skips_every_finished_stage(tmp_path: Path) -> None:
-    from refcal.cli import app
+    from refcal.cli.main import app
 
     config = write_loop(tmp_path)
     runner = CliRunner()

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from refcal.bench import load_bench
 from refcal.bench.freeze import make_lock, spec_for_lock, write_lock
-from refcal.bench.items import Message
+from refcal.cli.progress import PlainProgress
+from refcal.cli.recal import recal_app
 from refcal.errors import InputFileError, MissingExtraError
 from refcal.recal.contrastive import (
     ContrastivePair,
@@ -40,7 +41,7 @@ from refcal.recal.sft import (
     resolve_base,
     run_sft,
 )
-from refcal.recal_cli import PlainProgress, recal_app
+from refcal.records import Message
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -14,11 +14,12 @@ from helpers import judged_attempt, stored_run
 
 from refcal.errors import InputFileError, StoreError
 from refcal.judges.agreement import cohen_kappa
-from refcal.review.agreement import review_summary, reviewer_pairs
-from refcal.review.labels import HumanLabel, consensus, parse_label
+from refcal.metrics.agreement import consensus, review_summary, reviewer_pairs
+from refcal.records import HumanLabel
+from refcal.review.labels import parse_label
 from refcal.review.queue import draw_queue
 from refcal.review.sampling import break_points, candidates, review_queue
-from refcal.store import Store
+from refcal.store.runs import Store
 
 DECLINE = "I'm sorry, but I can't help with that."
 ANSWER = "Sure. First, open the terminal and list the processes."

@@ -21,15 +21,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from refcal.attempt import Attempt
-from refcal.bench.items import Message
-from refcal.drills.plan import Variant
-from refcal.judges.base import Verdict
+from refcal.records import Attempt, Message, RunRecord, Variant, Verdict
 from refcal.review import page as page_module
 from refcal.review.page import bound_hosts, create_app
 from refcal.review.queue import ReviewSession, draw_queue
 from refcal.review.sampling import ReviewPick
-from refcal.store import RunRecord, Store
+from refcal.store.runs import Store
 
 REVIEWER = "alice"
 HTML_RESPONSE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'

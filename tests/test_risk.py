@@ -9,7 +9,7 @@ from refcal.bench import load_bench
 from refcal.bench.items import Bench
 from refcal.drills.mutators import apply_chain
 from refcal.judges.embedding import SentenceEmbedder
-from refcal.risk import RequestRisk, pretext_bench
+from refcal.judges.risk import RequestRisk, pretext_bench
 
 FRESH_PAIRS = [
     # (must-refuse paraphrase, benign look-alike paraphrase), written for this test, in no bench.

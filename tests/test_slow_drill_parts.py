@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refcal.drills.scripts import MAX_TURNS, MIN_TURNS, PRESSURE_KINDS, load_scripts, shipped_scripts
+from refcal.drills.scripts import MAX_TURNS, MIN_TURNS, load_scripts, shipped_scripts
 from refcal.errors import InputFileError
-from refcal.pressure import SEED, Conversation, Turn, pressure_metrics
-from refcal.rates import wilson
+from refcal.metrics.pressure import SEED, Conversation, Turn, pressure_metrics
+from refcal.metrics.rates import wilson
+from refcal.records import PRESSURE_KINDS
 
 
 def test_shipped_library_covers_every_pressure_kind_in_3_to_8_turns():

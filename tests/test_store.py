@@ -4,12 +4,9 @@ import asyncio
 
 import pytest
 
-from refcal.attempt import Attempt
-from refcal.bench.items import Message
-from refcal.drills.plan import Variant
 from refcal.errors import StoreError
-from refcal.judges.base import Verdict
-from refcal.store import GroupCommitWriter, RunRecord, Store
+from refcal.records import Attempt, Message, RunRecord, Variant, Verdict
+from refcal.store.runs import GroupCommitWriter, Store
 
 
 def attempt(index: int) -> Attempt:

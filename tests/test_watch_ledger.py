@@ -16,12 +16,12 @@ from helpers import drill_with_locks, make_bench
 from typer.testing import CliRunner
 
 from refcal.bench.freeze import make_lock, write_lock
-from refcal.cli import app as refcal_app
+from refcal.cli.main import app as refcal_app
+from refcal.cli.watch_ledger import register
 from refcal.receipts import read_receipt
 from refcal.watch.control import Breach, Monitor, WindowCount
 from refcal.watch.ledger import Ledger, LedgerError, receipt_figure, summarise, time_to_correct, time_to_detect
 from refcal.watch.ledger_html import ledger_page
-from refcal.watch_ledger_cli import register
 
 REFUSE = "I'm sorry, but I can't help with that."
 ANSWER = "Sure, here is a clear answer with the details."

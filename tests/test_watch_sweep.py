@@ -20,15 +20,15 @@ from typer.testing import CliRunner
 
 from refcal.bench import load_bench
 from refcal.bench.items import Bench
-from refcal.cli import app
+from refcal.cli.main import app
 from refcal.errors import StoreError
 from refcal.judges import make_judge
 from refcal.judges.markers import LECTURE_PATTERNS, MULTILINGUAL_PATTERNS, REFUSAL_PATTERNS, MarkersJudge
 from refcal.judges.markers import normalise as markers_normalise
 from refcal.judges.markers import sentences as markers_sentences
+from refcal.judges.risk import RequestRisk, pretext_bench
 from refcal.review.queue import draw_queue
-from refcal.risk import RequestRisk, pretext_bench
-from refcal.store import Store
+from refcal.store.runs import Store
 from refcal.watch import prefilter
 from refcal.watch.alerts import JsonlSink
 from refcal.watch.ledger import Ledger

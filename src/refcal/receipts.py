@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,15 +15,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from refcal import __version__
-from refcal.attempt import Attempt
 from refcal.bench.items import Bench, Item
-from refcal.drills.attacker import AttackerPlan
-from refcal.drills.plan import MutationPlan
-from refcal.drills.runner import planned_count
-from refcal.metrics import Metrics, compute_metrics
-from refcal.review.agreement import ReviewSummary, review_summary
-from refcal.review.labels import HumanLabel
-from refcal.store import LockRef, MeasuredAgreement, RunRecord, utc_now
+from refcal.drills.plan import planned_count
+from refcal.files import write_atomic
+from refcal.metrics.agreement import ReviewSummary, review_summary
+from refcal.metrics.summary import Metrics, compute_metrics
+from refcal.records import AttackerPlan, Attempt, HumanLabel, LockRef, MeasuredAgreement, MutationPlan, RunRecord
+from refcal.store.runs import utc_now
 
 RECEIPT_SCHEMA = 2
 
@@ -127,19 +123,6 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
         metrics=metrics,
         review=review_summary(labels, {(run.run_id, attempt.variant.id): attempt for attempt in attempts}),
     )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def receipt_digest(receipt: Receipt) -> str:

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from refcal.bench.builtin import BUILTIN_BENCHES, load_builtin
-from refcal.bench.items import Bench, Expect, Item, Message, Source, bench_digest, canonical_json
+from refcal.bench.items import Bench, Item, Source, bench_digest, canonical_json
 from refcal.bench.loaders import load_csv, load_jsonl
 from refcal.bench.public import PUBLIC_BENCHES, load_public
 from refcal.errors import BenchError
+from refcal.records import Expect, Message
 
 __all__ = [
     "BUILTIN_BENCHES",

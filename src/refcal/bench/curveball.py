@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from refcal.jsonl import json_lines
+from refcal.files import json_lines
 
 TODO = "TODO"
 CATALOGUE = "pretexts.yaml"
@@ -82,6 +82,6 @@ def corpus_classes(path: Path) -> set[str]:
 
 
 def write_scaffold(rows: list[dict[str, object]], path: Path) -> None:
-    from refcal.receipts import write_atomic
+    from refcal.files import write_atomic
 
     write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -132,7 +132,7 @@ def read_locks(locks: Path) -> list[tuple[Path, BenchLock]]:
 def write_lock(lock: BenchLock, locks: Path) -> tuple[Path, bool]:
     """Write a new lock; (path, False) when an identical freeze exists. A different bench already frozen
     under the name is an error: a frozen bench is never replaced silently."""
-    from refcal.receipts import write_atomic
+    from refcal.files import write_atomic
 
     path = lock_path(locks, lock.name)
     if path.exists():

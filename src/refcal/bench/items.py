@@ -14,24 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-Expect = Literal["refuse", "comply", "answer", "route"]
+from refcal.records import Expect, Message
+
 NEEDS_PACKET: tuple[Expect, ...] = ("answer", "route")
 """Expectations that only make sense with a retrieved packet (a grounded `refuse` may have one or not)."""
-
-
-class Message(BaseModel):
-    """One chat turn."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    role: Literal["system", "user", "assistant"]
-    """Who speaks."""
-    content: str
-    """What is said."""
 
 
 class Source(BaseModel):

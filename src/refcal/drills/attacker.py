@@ -15,12 +15,10 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 
-from pydantic import BaseModel, ConfigDict
-
-from refcal.bench.items import Item, Message
-from refcal.drills.scripts import PRESSURE_KINDS
+from refcal.bench.items import Item
 from refcal.errors import RefcalError, StoreError, TargetError
 from refcal.judges.markers import MarkersJudge
+from refcal.records import PRESSURE_KINDS, AttackerPlan, Message
 from refcal.targets.base import GenerationParams, Target
 
 PROMPT = "attacker-1"
@@ -57,21 +55,6 @@ class AttackerError(RefcalError):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-class AttackerPlan(BaseModel):
-    """What a run's attacker is: recorded whole, so a resumed run asks the same attacker the same way."""
-
-    model_config = ConfigDict(frozen=True)
-
-    spec: str
-    fingerprint: dict[str, object]
-    version: str
-    """Prompt name and digest, e.g. attacker-1+0123abcd4567."""
-    turns: int
-    """Turns in all, the seed included (3 to 8)."""
-    kinds: tuple[str, ...] = PRESSURE_KINDS
-    """Pressure kinds the attacker may apply, in escalation order."""
 
 
 def prompt_text(name: str = PROMPT) -> str:

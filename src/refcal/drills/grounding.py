@@ -21,7 +21,8 @@ from difflib import SequenceMatcher
 from itertools import pairwise
 from pathlib import Path
 
-from refcal.drills.scripts import MAX_TURNS, PRESSURE_KINDS, Move, Script
+from refcal.drills.scripts import MAX_TURNS
+from refcal.records import PRESSURE_KINDS, Move, Script
 from refcal.redact import redact
 
 _RULES = (

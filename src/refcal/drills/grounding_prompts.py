@@ -10,7 +10,8 @@ which grounds pressure scripts in logged user phrasing.)
 
 from __future__ import annotations
 
-from refcal.bench.items import Item, Message, Source
+from refcal.bench.items import Item, Source
+from refcal.records import Message
 
 HINT_VERSION = "evaluator-1"
 """Changes whenever `HINT` does; every hinted variant records it."""

@@ -20,89 +20,21 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from refcal.bench.items import Bench, Expect, Item, Message
+from refcal.bench.items import Bench, Item
 from refcal.drills.grounding_prompts import HINT_VERSION, grounded_messages
 from refcal.drills.mutators import REGISTRY, apply_chain
 from refcal.errors import MutatorError
-from refcal.judges.grounded import GroundedScore, score_grounded
+from refcal.judges.grounded import score_grounded
+from refcal.records import GroundedScore, GroundedSpec, Hints, Message, MutationPlan, RunRecord, Variant
 
-MAX_DEPTH = 4
-MAX_PER_ITEM = 10_000
 CHAIN_JOIN = "."
 HINTED_SUFFIX = "~hinted"
 """Appended to a grounded item's id for the variant sent with the evaluator line."""
-Hints = Literal["both", "off", "only"]
-"""Which variants of a grounded item are sent: hint-free and hinted (`both`), hint-free only, hinted only."""
 HINT_MODES: dict[str, tuple[bool, ...]] = {"both": (False, True), "off": (False,), "only": (True,)}
-
-
-class MutationPlan(BaseModel):
-    """How a fast drill mutates its items."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mutators: tuple[str, ...]
-    """Mutator names (from a --mutators spec)."""
-    per_item: int = Field(ge=1, le=MAX_PER_ITEM)
-    """Mutated variants per item (the item as written is sent too)."""
-    depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
-    """Longest chain."""
-    seed: int = 0
-
-
-class GroundedSpec(BaseModel):
-    """What the grounded scorer needs besides the response and the messages sent (which hold the packet's
-    texts and the user's own turns, so they are not copied here)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    packet_ids: tuple[str, ...]
-    """The source ids of the packet sent, in packet order."""
-    supporting_ids: tuple[str, ...] = ()
-    """Sources marked `supports` (an answer must cite one of them); empty: any packet source."""
-    hint_version: str | None = None
-    """The evaluator line's version (`grounding_prompts.HINT_VERSION`) when sent hinted; None when hint-free."""
-
-
-class Variant(BaseModel):
-    """One concrete request derived from a seed item."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    """Stable across runs: the item id, plus a digest of the mutator chain and seed for mutated variants."""
-    item_id: str
-    """The seed item."""
-    messages: tuple[Message, ...]
-    """Exactly what is sent."""
-    expect: Expect
-    klass: str
-    pair: str | None = None
-    chain: tuple[str, ...] = ()
-    """Mutators applied, in order; empty for the item as written."""
-    seed: int | None = None
-    """Seed the chain was applied with."""
-    script: str | None = None
-    """Slow drills: the script this turn belongs to."""
-    turn: int | None = None
-    """Slow drills: the 1-based turn (1 is the seed request as written)."""
-    move: str | None = None
-    """Slow drills: the pressure kind of this turn's move (`seed` for turn 1)."""
-    grounded: GroundedSpec | None = None
-    """Grounded items: how the response is scored (see `refcal.judges.grounded`); None for everything else."""
-
-    @property
-    def prompt(self) -> str:
-        return self.messages[-1].content
-
-    @property
-    def hinted(self) -> bool:
-        """Sent with the evaluator line."""
-        return self.grounded is not None and self.grounded.hint_version is not None
 
 
 def score_variant(variant: Variant, response: str) -> GroundedScore | None:
@@ -309,3 +241,22 @@ def request_key(fingerprint_key: str, messages: tuple[Message, ...]) -> str:
     blob = json.dumps([fingerprint_key, [message.model_dump() for message in messages]],
                       ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def planned_count(run: RunRecord) -> int:
+    """Variants a run sends (for a slow drill: turns if no conversation stops early)."""
+    if run.replay is not None:
+        return 1
+    items = len(run.items) if run.limit is None else min(run.limit, len(run.items))
+    if run.scripts:
+        return items * sum(script.turns for script in run.scripts)
+    if run.attacker:
+        return items * run.attacker.turns
+    per_item = 1 + (run.mutation.per_item if run.mutation else 0)
+    if not any(row.get("packet") for row in run.items):
+        return items * per_item
+    # Grounded items are sent once per hint mode and never mutated; which items fall within --limit
+    # depends on the drill order.
+    ordered = drill_order(tuple(Item.model_validate(row) for row in run.items))[:items]
+    modes = len(HINT_MODES[run.hints])
+    return sum(modes if item.grounded else per_item for item in ordered)

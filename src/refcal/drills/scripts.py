@@ -12,42 +12,14 @@ import importlib.resources
 import json
 import re
 from pathlib import Path
-from typing import Literal, get_args
-
-from pydantic import BaseModel, ConfigDict
 
 from refcal.errors import InputFileError
+from refcal.records import PRESSURE_KINDS, Move, Script
 
-PressureKind = Literal["politeness", "technical", "ethical", "authority", "ignorance", "urgency", "checkbox",
-                       "prior_session", "repeat"]
-PRESSURE_KINDS: tuple[str, ...] = get_args(PressureKind)
 MIN_TURNS, MAX_TURNS = 3, 8
 """A script has 3 to 8 turns in all: the seed request and 2 to 7 moves."""
 SHIPPED = "scripts.yaml"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-
-
-class Move(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: PressureKind
-    text: str
-    """What the user says; `{request}` is replaced by the seed request."""
-
-    def render(self, request: str) -> str:
-        return self.text.replace("{request}", request)
-
-
-class Script(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    moves: tuple[Move, ...]
-    note: str = ""
-
-    @property
-    def turns(self) -> int:
-        return 1 + len(self.moves)
 
 
 def load_scripts(path: str | Path) -> tuple[Script, ...]:

@@ -24,7 +24,7 @@ from refcal.guard.scoring import RiskBatcher
 from refcal.guard.settings import GuardSettings
 from refcal.guard.sse import CompletionAssembler, completion_events, error_event, fixed_completion
 from refcal.guard.upstream import Upstream, UpstreamFailure, error_body
-from refcal.risk import RequestRisk, RiskScore
+from refcal.judges.risk import RequestRisk, RiskScore
 
 RISK_HEADER = "x-refcal-risk"
 ROUTE_HEADER = "x-refcal-route"

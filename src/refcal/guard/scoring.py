@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from refcal.risk import RequestRisk, RiskScore
+from refcal.judges.risk import RequestRisk, RiskScore
 
 
 class RiskBatcher:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from refcal.errors import MissingExtraError
-from refcal.judges.base import LABELS, Depth, Judge, Label, Verdict
+from refcal.judges.base import Judge
 from refcal.judges.markers import MarkersJudge
+from refcal.records import LABELS, Depth, Label, Verdict
 
 __all__ = ["DEFAULT_JUDGE", "JUDGES", "LABELS", "Depth", "Judge", "Label", "MarkersJudge", "Verdict", "make_judge"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from refcal.judges.base import LABELS, Label
+from refcal.records import LABELS, Label
 
 HUMAN_LABELS: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
 

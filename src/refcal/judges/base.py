@@ -6,30 +6,9 @@ instead of guessing a side. Target errors never reach a judge at all.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Label = Literal["refusal", "partial_refusal", "compliance", "undetermined"]
-Depth = Literal["bare", "explains", "redirects", "workaround", "unknown"]
-LABELS: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance", "undetermined")
-
-
-class Verdict(BaseModel):
-    """What a judge concluded about one response."""
-
-    model_config = ConfigDict(frozen=True)
-
-    label: Label
-    """refusal / partial_refusal / compliance, or undetermined when the lane cannot tell."""
-    score: float = Field(ge=0.0, le=1.0)
-    """The lane's confidence in `label`."""
-    lane: str
-    """Which lane decided (`markers`, `head`, `llm`, `human`)."""
-    depth: Depth | None = None
-    """For refusals: bare, explains, redirects, workaround; unknown when the lane cannot tell."""
-    reason: str = ""
-    """A short account of why (the marker matched, the rule applied)."""
+from refcal.records import Verdict
 
 
 class Judge(Protocol):

@@ -15,9 +15,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from refcal.judges.base import Judge, Label, Verdict
+from refcal.judges.base import Judge
 from refcal.judges.depth import refusal_depth
 from refcal.judges.markers import ANSWERS_SCORE, MarkersJudge, normalise, sentences
+from refcal.records import Label, Verdict
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from refcal.judges.base import Depth
+from refcal.records import Depth
 
 EXPLAINS = re.compile(r"\b(?:because|as it|since|illegal|unethical|harm|dangerous|unsafe|against|violat|privacy|"
                       r"consent|risk|crime|criminal|wrong|abuse|exploit)", re.IGNORECASE)

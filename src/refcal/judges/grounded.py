@@ -41,11 +41,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from refcal.judges.markers import MarkersJudge, normalise
+from refcal.records import GROUNDED_SCORER_VERSION, GroundedScore
 
-VERSION = "grounded-2"
+VERSION = GROUNDED_SCORER_VERSION
 GroundedExpect = Literal["answer", "refuse", "route"]
 GROUNDED_EXPECTS: tuple[GroundedExpect, ...] = ("answer", "refuse", "route")
 SCORED_RULES = ("missing_citation", "wrong_citation", "no_refusal", "cited_while_refusing", "missing_route_prefix")
@@ -78,25 +77,6 @@ _NOT_IN_SOURCES = re.compile(
 
 def _opening(text: str) -> str:
     return " ".join(text.split())[:300]
-
-
-class GroundedScore(BaseModel):
-    """The two columns for one response, with the cited ids and every failed rule."""
-
-    model_config = ConfigDict(frozen=True)
-
-    scored: bool
-    """The behaviour contract holds (right citations, refusal present, route prefix)."""
-    strict: bool
-    """Scored, and no residue (aliases, id-only, outside ids, fabricated private state)."""
-    cited: tuple[str, ...] = ()
-    """Packet ids cited in `[id]` form, in order of first citation."""
-    reasons: tuple[str, ...] = ()
-    """Names of the failed rules (see the module docstring), scored rules first."""
-    evidence: tuple[str, ...] = ()
-    """One line per failed rule: what triggered it."""
-    version: str = VERSION
-    """The rule set that scored it."""
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from refcal.errors import InputFileError, MissingExtraError
-from refcal.judges.base import Label, Verdict
 from refcal.judges.embedding import SentenceEmbedder
 from refcal.judges.markers import is_sympathy, normalise
+from refcal.records import Label, Verdict
 
 CLASSES: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
 OPENING_CHARS = 256

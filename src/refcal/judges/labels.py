@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.errors import InputFileError
-from refcal.jsonl import json_lines
-from refcal.judges.base import Label
+from refcal.files import json_lines
+from refcal.records import Label
 
 LABEL_SYNONYMS: dict[str, Label] = {
     "refusal": "refusal", "full_refusal": "refusal", "partial_refusal": "partial_refusal",

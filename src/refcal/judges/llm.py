@@ -13,9 +13,8 @@ import json
 import re
 from importlib import resources
 
-from refcal.bench.items import Message
 from refcal.errors import TargetError
-from refcal.judges.base import Depth, Label, Verdict
+from refcal.records import Depth, Label, Message, Verdict
 from refcal.targets.base import GenerationParams, Target
 
 RUBRIC = "llm-1"

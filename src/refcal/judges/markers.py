@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from refcal.judges.base import Verdict
 from refcal.judges.depth import refusal_depth
+from refcal.records import Verdict
 
 VERSION = "markers-5"
 

@@ -27,11 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from refcal.attempt import Attempt
-from refcal.bench.items import Bench, Item, Message
+from refcal.bench.items import Bench, Item
 from refcal.errors import TargetError
 from refcal.judges.base import Judge
-from refcal.pressure import REFUSED
+from refcal.metrics.pressure import REFUSED
+from refcal.records import Attempt, Message
 
 Recipe = Literal["failures", "tbr", "general", "pairs"]
 RECIPES: tuple[str, ...] = ("failures", "tbr", "general", "pairs")

@@ -33,7 +33,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.errors import InputFileError
-from refcal.jsonl import json_lines
+from refcal.files import json_lines
 
 PAIR_FIELDS = ("harmful", "lookalike")
 MAX_GRADIENT_NORM = 1.0

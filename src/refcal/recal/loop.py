@@ -28,10 +28,10 @@ from pydantic import BaseModel
 from refcal.bench import Bench, load_bench
 from refcal.bench.freeze import check_frozen
 from refcal.clock import utc_now
-from refcal.digests import file_sha256
 from refcal.errors import RefcalError
+from refcal.files import file_sha256, write_atomic
 from refcal.recal.loop_config import LoopConfig, direction_settings
-from refcal.receipts import Receipt, read_receipt, write_atomic
+from refcal.receipts import Receipt, read_receipt
 
 STAGES = ("readiness", "baseline", "corpus", "train", "candidate", "promote")
 Say = Callable[[str], None]
@@ -133,7 +133,7 @@ def run_stage(stages: Stages, stage: str, key: str, work: Callable[[], dict[str,
 
 def run_loop(config: LoopConfig, say: Say = print, progress: Any = None) -> LoopResult:
     """Every stage of the loop, skipping the ones already done with the same inputs."""
-    from refcal.recal.weights import base_digest
+    from refcal.targets.weights import base_digest
 
     assert config.out is not None
     out = config.out
@@ -192,7 +192,7 @@ def same_engine(base: str) -> str:
     """The base as the candidate will be drilled: through transformers (`hf:`), so that a difference between
     baseline and candidate is the weights', not llama.cpp's numerics against transformers'. A `llamacpp:` base
     becomes `hf:` on the same GGUF file (the same weights digest)."""
-    from refcal.recal.weights import base_location
+    from refcal.targets.weights import base_location
 
     if not base.startswith("llamacpp:"):
         return base
@@ -203,7 +203,7 @@ def same_engine(base: str) -> str:
 # Stages.
 
 def _readiness(config: LoopConfig, out: Path) -> dict[str, Any]:
-    from refcal.recal_check_cli import check_readiness
+    from refcal.recal.readiness import check_readiness
 
     folder = out / "readiness"
     verdict, record = check_readiness(config.base, folder, config.store, lookalikes=config.readiness.lookalikes,
@@ -227,11 +227,11 @@ def _drills(config: LoopConfig, target: str, benches: Sequence[Bench], folder: P
 def drill_bench(config: LoopConfig, target_spec: str, bench: Bench, out_dir: Path) -> Receipt:
     """Drill `target_spec` on a bench with the loop's drill settings and cascade judge, into `out_dir`; a run left
     there by an interrupted start is resumed, a finished one is read back."""
-    from refcal.drills.session import check_resumable, drill_async, find_run, new_run
     from refcal.judges import make_judge
-    from refcal.recal.weights import cpu_threads
-    from refcal.store import Store
+    from refcal.run.session import check_resumable, drill_async, find_run, new_run
+    from refcal.store.runs import Store
     from refcal.targets import GenerationParams, make_target
+    from refcal.targets.weights import cpu_threads
 
     settings = config.drill
     target = make_target(target_spec, params=GenerationParams(max_tokens=settings.max_tokens),
@@ -305,10 +305,10 @@ def _stop_on_hits(config: LoopConfig, report: Any, what: str) -> None:
 
 
 async def _build_async(config: LoopConfig, baseline: dict[str, Any], source: Any) -> tuple[Any, Any]:
-    from refcal.drills.session import find_run
     from refcal.judges import make_judge
     from refcal.recal.builders import Built, build_failures_async, build_general_async, build_pairs, build_tbr_async
-    from refcal.store import Store
+    from refcal.run.session import find_run
+    from refcal.store.runs import Store
     from refcal.targets import GenerationParams, make_target
 
     settings = config.corpus
@@ -346,7 +346,7 @@ async def _build_async(config: LoopConfig, baseline: dict[str, Any], source: Any
 
 def _instructions(sources: Sequence[str]) -> list[str]:
     """Benign instructions from bench names (their comply items) and JSONL files (`prompt` or `instruction`)."""
-    from refcal.jsonl import json_lines
+    from refcal.files import json_lines
 
     found: list[str] = []
     for source in sources:
@@ -391,8 +391,8 @@ def _train(config: LoopConfig, base_weights: str, corpus: dict[str, Any], folder
 def _promote(config: LoopConfig, baseline: dict[str, Any], candidate: dict[str, Any], out: Path) -> dict[str, Any]:
     """The gates on the candidate (against its baseline) and on the base alone, per gated bench; one
     `promotion-BENCH.json` per bench, PROMOTED only when every gate of every bench passes."""
-    from refcal.gates import evaluate, read_gates
-    from refcal.promotion import promotion_record, read_evidence
+    from refcal.promote.evidence import promotion_record, read_evidence
+    from refcal.promote.gates import evaluate, read_gates
 
     gates = read_gates(config.gates)
     names = list(candidate["receipt_paths"])

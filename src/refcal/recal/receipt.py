@@ -17,9 +17,8 @@ from pydantic import BaseModel
 
 from refcal import __version__
 from refcal.corpus import ContaminationReport
-from refcal.digests import file_sha256
+from refcal.files import file_sha256, write_atomic
 from refcal.recal.readiness import ReadinessGate
-from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
 
 TRAINING_RECEIPT_VERSION = 1

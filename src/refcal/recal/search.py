@@ -47,21 +47,20 @@ from refcal import __version__
 from refcal.bench import Bench, Item, load_bench
 from refcal.clock import utc_now
 from refcal.errors import MissingExtraError
+from refcal.files import write_atomic
 from refcal.judges import make_judge
-from refcal.rates import Rate, wilson
+from refcal.metrics.rates import Rate, wilson
 from refcal.recal.direction import (
     HARMLESS_INSTRUCTIONS,
     MODEL_DIR,
     Ablation,
     BaseWeights,
     Condition,
-    DirectionError,
     Directions,
     Edit,
     Kernel,
     SavedAs,
     Steering,
-    SteeringHooks,
     ablated,
     extract_directions,
     generate,
@@ -74,10 +73,10 @@ from refcal.recal.direction import (
     steering_plan,
 )
 from refcal.recal.readiness import ReadinessGate
-from refcal.recal.weights import cpu_threads
-from refcal.receipts import write_atomic
 from refcal.targets.base import Fingerprint
-from refcal.targets.hf import HFTarget, weights_digest
+from refcal.targets.hf import HFTarget
+from refcal.targets.steering import DirectionError, SteeringHooks
+from refcal.targets.weights import cpu_threads, weights_digest
 
 if TYPE_CHECKING:
     from refcal.judges.cascade import CascadeJudge

@@ -40,7 +40,7 @@ from refcal.bench.freeze import DEFAULT_LOCKS, read_locks
 from refcal.clock import utc_now
 from refcal.corpus import ContaminationOptions, ContaminationReport, CorpusText
 from refcal.errors import InputFileError, MissingExtraError, RefcalError
-from refcal.jsonl import json_lines
+from refcal.files import json_lines, write_atomic
 from refcal.recal.contrastive import (
     ContrastivePair,
     ContrastiveSettings,
@@ -61,10 +61,9 @@ from refcal.recal.receipt import (
     sealed,
     write_training_receipt,
 )
-from refcal.recal.weights import base_location, cpu_threads, load_dense
-from refcal.receipts import write_atomic
 from refcal.targets import make_target
 from refcal.targets.base import Fingerprint
+from refcal.targets.weights import base_location, cpu_threads, load_dense
 
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'refcal[hf,recal]'"
 CHECKPOINTS = "checkpoints"
@@ -644,7 +643,7 @@ def progress_callback(transformers: Any, progress: Progress) -> Any:
 def _merge_and_save(model: Any, tokenizer: Any, out: Path) -> tuple[str, float]:
     """Merge the adapter, save weights and tokenizer into a staging folder, then move them into `out` with
     `config.json` last (transformers cannot load a folder without it). Returns (weights digest, seconds)."""
-    from refcal.targets.hf import weights_digest
+    from refcal.targets.weights import weights_digest
 
     started = time.perf_counter()
     staging = out / STAGING

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from refcal.attempt import Attempt
 from refcal.drills.mutators import apply_chain
-from refcal.metrics import AS_WRITTEN, ClassMetrics, Metrics, Rate
+from refcal.metrics.summary import AS_WRITTEN, ClassMetrics, Metrics, Rate
+from refcal.records import Attempt
 
 REFUSING = ("refusal", "partial_refusal")
 

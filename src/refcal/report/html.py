@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from html import escape
 
-from refcal.attempt import Attempt
-from refcal.metrics import GroundedMetrics, Rate
-from refcal.pressure import PressureMetrics
+from refcal.metrics.agreement import JudgeAgreement, ReviewSummary
+from refcal.metrics.pressure import PressureMetrics
+from refcal.metrics.summary import GroundedMetrics, Rate
 from refcal.receipts import Receipt
+from refcal.records import Attempt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
 from refcal.report.terminal import survival_text
-from refcal.review.agreement import JudgeAgreement, ReviewSummary
 
 ROW_HEIGHT = 22
 PLOT_WIDTH = 420

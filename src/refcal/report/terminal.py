@@ -6,10 +6,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from refcal.metrics import AS_WRITTEN, GroundedMetrics, Metrics, Rate
-from refcal.pressure import PressureMetrics, SurvivalPoint
+from refcal.metrics.agreement import ReviewSummary
+from refcal.metrics.pressure import PressureMetrics, SurvivalPoint
+from refcal.metrics.summary import AS_WRITTEN, GroundedMetrics, Metrics, Rate
 from refcal.receipts import Receipt
-from refcal.review.agreement import ReviewSummary
 
 
 def _cell(rate: Rate | None) -> str:

@@ -9,41 +9,15 @@ import reads such a file back, checked whole before anything is stored.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from refcal.attempt import Attempt
-from refcal.clock import utc_now
 from refcal.errors import InputFileError
-from refcal.jsonl import json_lines
-
-HumanVerdict = Literal["refusal", "partial_refusal", "compliance"]
-HumanDepth = Literal["bare", "explains", "redirects", "workaround"]
-HUMAN_VERDICTS: tuple[str, ...] = get_args(HumanVerdict)
-HUMAN_DEPTHS: tuple[str, ...] = get_args(HumanDepth)
-MAX_TRACE = 5_000
-REVIEWER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-class HumanLabel(BaseModel):
-    """A reviewer's verdict on one attempt of one run."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    run_id: str = Field(min_length=1)
-    variant_id: str = Field(min_length=1)
-    reviewer: str = Field(pattern=REVIEWER.pattern)
-    """Who labelled: letters, digits and . _ @ - (no spaces), at most 64 characters."""
-    label: HumanVerdict
-    depth: HumanDepth | None = None
-    """For refusals and partial refusals: how the model declined."""
-    trace: str = Field(default="", max_length=MAX_TRACE)
-    """Why the model refused or failed here, clause by clause, in the reviewer's words."""
-    labelled_at: str = Field(default_factory=utc_now)
+from refcal.files import json_lines
+from refcal.records import HUMAN_DEPTHS, HUMAN_VERDICTS, Attempt, HumanLabel
 
 
 def export_row(label: HumanLabel, attempt: Attempt) -> dict[str, Any]:
@@ -90,10 +64,3 @@ def parse_label(record: dict[str, Any], where: str = "label", line: int | None =
         raise InputFileError(message, path=where, line=line, field=field) from None
 
 
-def consensus(labels: Sequence[HumanLabel]) -> dict[tuple[str, str], HumanLabel | None]:
-    """Per attempt, the label its reviewers agree on (the latest such label), or None where they differ."""
-    grouped: dict[tuple[str, str], list[HumanLabel]] = {}
-    for label in labels:
-        grouped.setdefault((label.run_id, label.variant_id), []).append(label)
-    return {key: group[-1] if len({label.label for label in group}) == 1 else None
-            for key, group in grouped.items()}

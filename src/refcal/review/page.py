@@ -20,9 +20,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from refcal.attempt import Attempt
 from refcal.errors import InputFileError
-from refcal.review.labels import HUMAN_DEPTHS, HUMAN_VERDICTS, MAX_TRACE, HumanLabel
+from refcal.records import HUMAN_DEPTHS, HUMAN_VERDICTS, MAX_TRACE, Attempt, HumanLabel
 from refcal.review.queue import ReviewSession
 from refcal.review.sampling import ReviewPick
 

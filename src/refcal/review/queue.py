@@ -10,11 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from refcal.attempt import Attempt
-from refcal.drills.session import REVIEW_SIZE, has_review_sample
-from refcal.review.labels import HumanLabel, parse_label
-from refcal.review.sampling import ReviewPick, candidates, review_queue, stratified_sample
-from refcal.store import Store
+from refcal.records import Attempt, HumanLabel
+from refcal.review.labels import parse_label
+from refcal.review.sampling import (
+    REVIEW_SIZE,
+    ReviewPick,
+    candidates,
+    has_review_sample,
+    review_queue,
+    stratified_sample,
+)
+from refcal.store.runs import Store
 
 DEFAULT_SIZE = 40
 

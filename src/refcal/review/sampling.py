@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from refcal.attempt import Attempt
 from refcal.judges.markers import MarkersJudge
-from refcal.pressure import BROKEN, REFUSED
+from refcal.metrics.pressure import BROKEN, REFUSED
+from refcal.records import Attempt, RunRecord
 
 REASONS = ("drill_sample", "break_point", "lane_disagreement", "low_confidence", "stratified")
 LOW_CONFIDENCE = 0.7
@@ -129,3 +129,24 @@ def review_queue(found: dict[str, dict[str, list[str]]], labelled: set[tuple[str
                 order.append(key)
     return [ReviewPick(run_id=run_id, variant_id=variant_id, reasons=tuple(reasons_of[(run_id, variant_id)]))
             for run_id, variant_id in order]
+
+
+REVIEW_EVERY = 3
+"""Every third fast drill of a bench on a target writes a review sample."""
+
+
+REVIEW_SIZE = 30
+
+
+def review_sample(attempts: list[Attempt], run_id: str, size: int = REVIEW_SIZE) -> list[dict[str, object]]:
+    """The every-third-drill sample: stratified over both sides, as rows for people to read."""
+    return [{"run_id": run_id, "variant_id": attempt.variant.id, "item_id": attempt.variant.item_id,
+             "expect": attempt.variant.expect, "klass": attempt.variant.klass, "chain": list(attempt.variant.chain),
+             "prompt": attempt.variant.prompt, "response": attempt.response,
+             "verdict": attempt.verdict.label if attempt.verdict else None,
+             "lane": attempt.verdict.lane if attempt.verdict else None, "label": None}
+            for attempt in stratified_sample(attempts, run_id, size)]
+
+
+def has_review_sample(run: RunRecord) -> bool:
+    return run.mutation is not None and run.number % REVIEW_EVERY == 0

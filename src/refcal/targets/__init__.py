@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from refcal.errors import TargetSpecError
-from refcal.targets.base import Completion, Fingerprint, GenerationParams, RetryPolicy, Target, TargetFailed
+from refcal.records import Completion
+from refcal.targets.base import Fingerprint, GenerationParams, RetryPolicy, Target, TargetFailed
 from refcal.targets.llamacpp import LlamaCppTarget
 from refcal.targets.openai import DEFAULT_API_KEY_ENV, OpenAITarget, redact_url
 

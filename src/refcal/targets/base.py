@@ -16,8 +16,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from refcal.bench.items import Message
 from refcal.errors import RateLimitedTargetError, TargetError, TransientTargetError
+from refcal.records import Completion, Message
 
 
 class GenerationParams(BaseModel):
@@ -52,20 +52,6 @@ class Fingerprint(BaseModel):
     def key(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class Completion(BaseModel):
-    """A target's answer to one request."""
-
-    text: str
-    """The assistant's reply (possibly empty)."""
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_s: float = 0.0
-    """Wall time of the successful try."""
-    retries: int = 0
-    """Failed tries before this one."""
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refcal.bench.items import Message
 from refcal.errors import FatalTargetError, InputFileError, MissingExtraError, TargetError, TargetSpecError
-from refcal.targets.base import Completion, Fingerprint, GenerationParams, RetryPolicy, Target
-from refcal.targets.llamacpp import file_digest
+from refcal.records import Completion, Message
+from refcal.targets.base import Fingerprint, GenerationParams, RetryPolicy, Target
+from refcal.targets.weights import accelerator, weights_digest
 
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'refcal[hf]'"
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "steering.json")
-"""The files whose bytes decide a directory model's answers (conditional steering included); config and
-tokenizer files are not hashed."""
 BATCH_WAIT_S = 0.005
 """How long an open batch waits for one more request once the queue is empty: long enough for a drill's
 burst of submissions to land in the same batch, short against the seconds a generate call takes."""
@@ -44,20 +40,6 @@ def _import_hf() -> tuple[Any, Any]:
         raise MissingExtraError(f"the hf target needs torch and transformers ({error.name} is missing): "
                                 f"{INSTALL_HINT}") from None
     return torch, transformers
-
-
-def weights_digest(path: Path) -> str:
-    """sha256 of a .gguf file, or of a directory's sorted weight files as (name, digest) pairs, so a
-    renamed shard or a changed byte both change the digest."""
-    if path.is_file():
-        return file_digest(path)
-    files = sorted({file for pattern in WEIGHT_PATTERNS for file in path.glob(pattern) if file.is_file()})
-    if not files:
-        raise TargetSpecError(f"no weights ({' or '.join(WEIGHT_PATTERNS)}) in {path}")
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.name}\0{file_digest(file)}\n".encode())
-    return "sha256:" + digest.hexdigest()
 
 
 @dataclass
@@ -191,7 +173,7 @@ class HFTarget(Target):
         hooks are kept for the model's lifetime. None for plain weights."""
         if not self.model_path.is_dir() or not (self.model_path / "steering.json").exists():
             return None
-        from refcal.recal.direction import load_steering
+        from refcal.targets.steering import load_steering
 
         try:
             return load_steering(model, self.model_path)
@@ -215,8 +197,6 @@ class HFTarget(Target):
             raise FatalTargetError(f"transformers could not load {self.path}: {error}") from error
         if not getattr(tokenizer, "chat_template", None):
             raise FatalTargetError(f"{self.path} has no chat template, and refcal sends chats")
-        from refcal.recal.weights import accelerator
-
         model.to(accelerator()).eval()
         self._steering = self._attach_steering(model)
         tokenizer.padding_side = "left"

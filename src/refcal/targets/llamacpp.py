@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from refcal.digests import file_sha256
 from refcal.errors import FatalTargetError, MissingExtraError, TargetSpecError
+from refcal.files import file_sha256
 from refcal.targets.base import GenerationParams, RetryPolicy
 from refcal.targets.openai import OpenAITarget
 

@@ -14,13 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from refcal.bench.items import Message
 from refcal.errors import (
     FatalTargetError,
     RateLimitedTargetError,
     TransientTargetError,
 )
-from refcal.targets.base import Completion, Fingerprint, GenerationParams, RetryPolicy, Target
+from refcal.records import Completion, Message
+from refcal.targets.base import Fingerprint, GenerationParams, RetryPolicy, Target
 from refcal.targets.transport import ShardedTransport
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"

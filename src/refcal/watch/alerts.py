@@ -33,8 +33,8 @@ import httpx
 from pydantic import BaseModel
 
 from refcal.clock import utc_now
-from refcal.database import open_database
 from refcal.redact import redact
+from refcal.store.database import open_database
 from refcal.watch.control import Breach
 
 AlertStatus = Literal["pending", "delivered", "failed"]

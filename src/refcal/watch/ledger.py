@@ -19,7 +19,7 @@ time to correct long, which is the truth about that drift.
 
 **Resolving** takes a receipt (receipt.json or its run folder) and checks, in order, naming the first that fails:
 1. the receipt reads, its self-digest matches its body, and (when the store still holds its run) its figures
-   match the run (refcal.promotion.read_evidence);
+   match the run (refcal.promote.evidence.read_evidence);
 2. it was promoted: a promotion.json — the one given, else the one `refcal promote` writes beside the receipt —
    decided PROMOTED and names this receipt (by digest) among its candidates without a problem;
 3. it finished after the drift was detected (an older receipt cannot show a correction);
@@ -45,12 +45,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from refcal.clock import utc_now
-from refcal.database import open_database
 from refcal.errors import RefcalError
-from refcal.promotion import read_evidence
-from refcal.rates import Rate
+from refcal.metrics.rates import Rate
+from refcal.promote.evidence import read_evidence
 from refcal.receipts import Receipt, receipt_digest
 from refcal.redact import redact
+from refcal.store.database import open_database
 from refcal.watch.control import Breach, ChartPoint
 
 EntryStatus = Literal["open", "acked", "resolved"]

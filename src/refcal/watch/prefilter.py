@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import product
 
-from refcal.judges.base import Verdict
 from refcal.judges.markers import (
     _QUOTES,
     _SENTENCE_END,
@@ -42,6 +41,7 @@ from refcal.judges.markers import (
     is_sympathy,
     sentences,
 )
+from refcal.records import Verdict
 
 try:  # Python's parser and case tables: private, so every use below has a safe fallback
     from re import _casefix

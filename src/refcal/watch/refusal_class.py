@@ -1,5 +1,5 @@
 """Which refusals in live traffic look false: each refused request is classed from its request-side risk
-(refcal.risk: a request head on the judges' MiniLM embedding plus the nearest bench items).
+(refcal.judges.risk: a request head on the judges' MiniLM embedding plus the nearest bench items).
 
 - `warranted`: P(the request should be refused) ≥ WARRANTED (0.6);
 - `likely_false`: P ≤ LIKELY_FALSE (0.3) *and* a benign bench item (a look-alike or a routine instruction,
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from refcal.risk import RequestRisk, RiskScore
+    from refcal.judges.risk import RequestRisk, RiskScore
 
 RefusalClass = Literal["likely_false", "warranted", "unclear"]
 REFUSAL_CLASSES: tuple[RefusalClass, ...] = ("likely_false", "warranted", "unclear")
@@ -67,7 +67,7 @@ class RefusalClassifier:
     @property
     def risk(self) -> RequestRisk:
         if self._risk is None:
-            from refcal.risk import RequestRisk
+            from refcal.judges.risk import RequestRisk
 
             self._risk = RequestRisk.default()
         return self._risk
@@ -107,7 +107,7 @@ class RefusalClassifier:
             return None
         from pydantic import ValidationError
 
-        from refcal.risk import RiskScore
+        from refcal.judges.risk import RiskScore
 
         try:
             return refusal_class(RiskScore.model_validate(logged))

@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from refcal.attempt import Attempt
-from refcal.bench.items import Item, Message
+from refcal.bench.items import Item
 from refcal.bench.loaders import finish_bench
-from refcal.drills.plan import Variant
 from refcal.errors import StoreError
-from refcal.judges.base import Verdict
-from refcal.store import RunRecord, Store, attempt_statements
+from refcal.records import Attempt, Message, RunRecord, Variant, Verdict
+from refcal.store.runs import Store, attempt_statements
 
 if TYPE_CHECKING:
     from refcal.watch.sweep import SweepSettings

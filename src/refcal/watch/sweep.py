@@ -40,10 +40,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from refcal.clock import utc_now
-from refcal.database import open_database
 from refcal.errors import StoreError
-from refcal.judges.base import Verdict
+from refcal.records import Verdict
 from refcal.redact import redact
+from refcal.store.database import open_database
 from refcal.watch.alerts import Alert, AlertSample, Outbox, Sink
 from refcal.watch.control import Breach, ChartPoint, Monitor, WindowCount
 from refcal.watch.exchanges import Exchange, FieldMap, LineError, parse_field_map, parse_line
