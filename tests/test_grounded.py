@@ -12,11 +12,12 @@ from conftest import write_lines
 from helpers import drill, stub_target
 
 from refcal.bench import load_bench
-from refcal.bench.items import Item, canonical_json
+from refcal.bench.items import Item, canonical_rows
 from refcal.bench.loaders import finish_bench, load_jsonl
 from refcal.drills.grounding_prompts import HINT, HINT_VERSION, PREAMBLE, grounded_messages
 from refcal.drills.plan import HINTED_SUFFIX, check_plan, parse_variant_id, plan_variants, replay_variant, score_variant
 from refcal.errors import BenchError, MutatorError
+from refcal.files import canonical_json
 from refcal.judges.grounded import score_grounded
 from refcal.metrics.summary import compute_metrics
 from refcal.records import Attempt, Message, MutationPlan
@@ -121,8 +122,8 @@ def test_a_source_id_with_spaces_is_refused(tmp_path):
 def test_starter_digest_is_unchanged_and_empty_packets_are_not_serialised():
     starter = load_bench("starter")
     assert starter.digest == STARTER_DIGEST
-    assert '"packet"' not in canonical_json(starter.items).decode()
-    assert '"packet"' in canonical_json([grounded_item()]).decode()
+    assert '"packet"' not in canonical_json(canonical_rows(starter.items)).decode()
+    assert '"packet"' in canonical_json(canonical_rows([grounded_item()])).decode()
 
 
 def test_grounded_starter_is_built_in_and_balanced():

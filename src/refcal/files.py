@@ -1,5 +1,6 @@
-"""Files as refcal reads and writes them: strict JSONL input (every bad line names its file and line),
-atomic writes (a reader never sees half a file), and `sha256:` file digests."""
+"""Files and digests as refcal reads and writes them: strict JSONL input (every bad line names its file and
+line), atomic writes (a reader never sees half a file), canonical JSON and the `sha256:` digests taken over it,
+and file digests."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ from typing import Any
 from refcal.errors import InputFileError
 
 MAX_LINE_BYTES = 1_000_000
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one canonical serialisation every digest is taken over: keys sorted, UTF-8 (not \\u escapes), no
+    insignificant whitespace; values JSON cannot hold are written as `str(value)`."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def sha256_digest(value: Any) -> str:
+    """`sha256:` and the hex digest of a value's canonical JSON (receipts, benches, stage keys, fingerprints)."""
+    return "sha256:" + hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, Any]]:

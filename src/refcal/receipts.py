@@ -6,8 +6,6 @@ version, the plan, the counts and every metric with its interval. It is written 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from pydantic import BaseModel
 from refcal import __version__
 from refcal.bench.items import Bench, Item
 from refcal.drills.plan import planned_count
-from refcal.files import write_atomic
+from refcal.files import sha256_digest, write_atomic
 from refcal.metrics.agreement import ReviewSummary, review_summary
 from refcal.metrics.summary import Metrics, compute_metrics
 from refcal.records import AttackerPlan, Attempt, HumanLabel, LockRef, MeasuredAgreement, MutationPlan, RunRecord
@@ -127,9 +125,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
 
 def receipt_digest(receipt: Receipt) -> str:
     """The digest a receipt should carry: sha256 of its canonical JSON without the digest field."""
-    body = json.dumps(receipt.model_dump(mode="json", exclude={"digest"}), sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return sha256_digest(receipt.model_dump(mode="json", exclude={"digest"}))
 
 
 def write_receipt(receipt: Receipt, out_dir: Path) -> Path:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from refcal.bench.builtin import BUILTIN_BENCHES, load_builtin
-from refcal.bench.items import Bench, Item, Source, bench_digest, canonical_json
+from refcal.bench.items import Bench, Item, Source, bench_digest, canonical_rows
 from refcal.bench.loaders import load_csv, load_jsonl
 from refcal.bench.public import PUBLIC_BENCHES, load_public
 from refcal.errors import BenchError
@@ -21,7 +21,7 @@ __all__ = [
     "Message",
     "Source",
     "bench_digest",
-    "canonical_json",
+    "canonical_rows",
     "list_benches",
     "load_bench",
     "load_csv",

@@ -18,9 +18,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from refcal.bench.curveball import unwritten
-from refcal.bench.items import Bench, canonical_json
+from refcal.bench.items import Bench, canonical_rows
 from refcal.clock import utc_now
 from refcal.errors import BenchError, InputFileError
+from refcal.files import canonical_json
 
 LOCK_VERSION = 1
 DEFAULT_LOCKS = Path("frozen")
@@ -66,7 +67,7 @@ class Changes(BaseModel):
 
 
 def item_digests(bench: Bench) -> dict[str, str]:
-    return {item.id: hashlib.sha256(canonical_json([item])).hexdigest()[:16] for item in bench.items}
+    return {item.id: hashlib.sha256(canonical_json(canonical_rows([item]))).hexdigest()[:16] for item in bench.items}
 
 
 def make_lock(bench: Bench, spec: str, note: str = "",

@@ -11,12 +11,11 @@ Grounded items carry a packet of retrieved sources and expect `answer` (cite exa
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from refcal.files import sha256_digest
 from refcal.records import Expect, Message
 
 NEEDS_PACKET: tuple[Expect, ...] = ("answer", "route")
@@ -141,14 +140,13 @@ class Bench(BaseModel):
         return {klass: dict(sorted(counter.items())) for klass, counter in sorted(counts.items())}
 
 
-def canonical_json(items: tuple[Item, ...] | list[Item]) -> bytes:
-    """The canonical serialisation the digest is taken over; an empty packet is left out, so items without
-    one hash exactly as they did before packets existed."""
-    rows = [item.model_dump(mode="json", exclude={"packet"} if not item.packet else None)
+def canonical_rows(items: tuple[Item, ...] | list[Item]) -> list[dict[str, object]]:
+    """The rows the digest is taken over, sorted by id; an empty packet is left out, so items without one hash
+    exactly as they did before packets existed."""
+    return [item.model_dump(mode="json", exclude={"packet"} if not item.packet else None)
             for item in sorted(items, key=lambda item: item.id)]
-    return json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def bench_digest(items: tuple[Item, ...] | list[Item]) -> str:
     """sha256 of the canonical JSON, prefixed with the algorithm."""
-    return "sha256:" + hashlib.sha256(canonical_json(items)).hexdigest()
+    return sha256_digest(canonical_rows(items))

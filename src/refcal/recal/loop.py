@@ -29,7 +29,7 @@ from refcal.bench import Bench, load_bench
 from refcal.bench.freeze import check_frozen
 from refcal.clock import utc_now
 from refcal.errors import RefcalError
-from refcal.files import file_sha256, write_atomic
+from refcal.files import canonical_json, file_sha256, write_atomic
 from refcal.recal.loop_config import LoopConfig, direction_settings
 from refcal.receipts import Receipt, read_receipt
 
@@ -81,8 +81,7 @@ class LoopResult(BaseModel):
 
 def key_of(*parts: Any) -> str:
     """A stage key: sha256 of the canonical JSON of its inputs."""
-    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(parts)).hexdigest()[:16]
 
 
 class Stages:

@@ -7,9 +7,7 @@ its own typed hyperparameters: `TrainingReceipt[SFTSettings]`. Reading one back 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
@@ -17,7 +15,7 @@ from pydantic import BaseModel
 
 from refcal import __version__
 from refcal.corpus import ContaminationReport
-from refcal.files import file_sha256, write_atomic
+from refcal.files import file_sha256, sha256_digest, write_atomic
 from refcal.recal.readiness import ReadinessGate
 from refcal.targets.base import Fingerprint
 
@@ -156,21 +154,14 @@ file_digest = file_sha256
 """sha256 of a corpus file's bytes (not cached: a corpus may be rewritten between runs)."""
 
 
-def receipt_digest(receipt: TrainingReceipt[SettingsT]) -> str:
-    """sha256 of a training receipt's canonical JSON without its digest field."""
-    body = json.dumps(receipt.model_dump(mode="json", exclude={"digest"}), sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
 def sealed(receipt: TrainingReceipt[SettingsT]) -> TrainingReceipt[SettingsT]:
     """The receipt with its digest set."""
-    return receipt.model_copy(update={"digest": receipt_digest(receipt)})
+    return receipt.model_copy(update={"digest": sha256_digest(receipt.model_dump(mode="json", exclude={"digest"}))})
 
 
 def write_training_receipt(receipt: TrainingReceipt[SettingsT], out: Path) -> Path:
     """Write a sealed receipt atomically into `out` (the last file a training run writes)."""
-    if receipt.digest != receipt_digest(receipt):
+    if receipt.digest != sha256_digest(receipt.model_dump(mode="json", exclude={"digest"})):
         raise ValueError("seal a training receipt before writing it")
     path = out / RECEIPT_NAME
     write_atomic(path, receipt.model_dump_json(indent=2) + "\n")

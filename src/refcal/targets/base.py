@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import time
 from abc import ABC, abstractmethod
@@ -17,6 +16,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from refcal.errors import RateLimitedTargetError, TargetError, TransientTargetError
+from refcal.files import canonical_json
 from refcal.records import Completion, Message
 
 
@@ -50,8 +50,7 @@ class Fingerprint(BaseModel):
 
     @property
     def key(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json"))).hexdigest()
 
 
 @dataclass(frozen=True)
