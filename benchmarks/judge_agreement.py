@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from refcal.judges.agreement import agreement
+from refcal.judges.base import judge_rows
 from refcal.judges.cascade import CascadeJudge
 from refcal.judges.embedding import SentenceEmbedder
 from refcal.judges.head import RECIPES, HeadJudge, fit_head, opening
@@ -72,7 +73,7 @@ def evaluate(train: list[ResponseRow], test: list[ResponseRow], embedder: Cached
     print(score_line("head (argmax)", test, [head.verdict(row).label for row in probabilities]))
     for low, high in bands:
         cascade = CascadeJudge(head, low=low, high=high)
-        verdicts: list[Verdict] = cascade.judge_many(pairs)
+        verdicts: list[Verdict] = judge_rows(cascade, pairs)
         print(score_line(f"cascade {low:g}-{high:g}", test, [verdict.label for verdict in verdicts]))
 
 

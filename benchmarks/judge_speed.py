@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from refcal.judges import make_judge
+from refcal.judges.base import judge_rows
 from refcal.judges.labels import read_rows
 
 
@@ -63,15 +64,15 @@ def main() -> None:
     markers = make_judge("markers")
     cascade = make_judge("cascade")
     head = make_judge("head")
-    cascade.judge_many(pairs[:8])  # type: ignore[attr-defined]  # load the model outside the timing
+    judge_rows(cascade, pairs[:8])  # load the model outside the timing
     distinct = list({response: (prompt, response) for prompt, response in pairs}.values())
     print(f"one core, torch threads 1; {len(distinct)} distinct responses")
     baseline = rate(lambda batch: [prefix_judge(response) for _, response in batch], pairs, args.repeats)
     results = {
         "xstest prefixes (baseline)": baseline,
         "markers": rate(lambda batch: [markers.judge(*pair) for pair in batch], pairs, args.repeats),
-        "head, batched": rate(head.judge_many, pairs, args.repeats),  # type: ignore[attr-defined]
-        "cascade, batched": rate(cascade.judge_many, pairs, args.repeats),  # type: ignore[attr-defined]
+        "head, batched": rate(head.verdicts, pairs, args.repeats),  # type: ignore[attr-defined]
+        "cascade, batched": rate(lambda batch: judge_rows(cascade, batch), pairs, args.repeats),
     }
     for name, value in results.items():
         print(f"  {name:<28} {value:>10.1f} responses/s   ratio to prefixes {value / baseline:.4f}   "
@@ -81,7 +82,7 @@ def main() -> None:
         latencies = []
         for pair in pairs[:300]:
             start = time.perf_counter()
-            judge.judge(*pair)
+            judge_rows(judge, [pair])
             latencies.append((time.perf_counter() - start) * 1000)
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]

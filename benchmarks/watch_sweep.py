@@ -152,12 +152,7 @@ def json_baseline(log: Path, loads: Callable[[bytes], object]) -> tuple[int, flo
 def throughput(args: argparse.Namespace) -> None:
     pin_one_core()
     from refcal.judges.markers import MarkersJudge
-    from refcal.watch.prefilter import FastMarkers
     from refcal.watch.refusal_class import RefusalClassifier
-
-    class FullMarkers(MarkersJudge):
-        def judge_many(self, pairs):  # type: ignore[no-untyped-def]
-            return [self.judge(prompt, response) for prompt, response in pairs]
 
     traffic = Traffic()
     folder = Path(tempfile.mkdtemp(prefix="refcal-watch-bench-"))
@@ -182,10 +177,10 @@ def throughput(args: argparse.Namespace) -> None:
             elif kind == "orjson.loads":
                 count, wall, cpu = json_baseline(log, orjson.loads)  # type: ignore[union-attr]
             else:
-                judge = FastMarkers() if "prefiltered" in kind else FullMarkers()
+                judge = MarkersJudge(prefilter="prefiltered" in kind)
                 report, wall, cpu = sweep_once(log, folder / "sweep", judge, classifier)
                 count = report.lines  # type: ignore[attr-defined]
-                shortcuts = getattr(judge, "shortcuts", shortcuts)
+                shortcuts = judge.shortcuts if judge.prefilter else shortcuts
             passes.setdefault(kind, []).append((count / wall, count / cpu))
     base = statistics.median(rate for rate, _ in passes["json.loads"])
     base_cpu = statistics.median(rate for _, rate in passes["json.loads"])
@@ -201,7 +196,7 @@ def throughput(args: argparse.Namespace) -> None:
     count = min(args.lines, args.unscored_lines)
     traffic.write(embedded, count, seed=2, logged_risk=False)
     fresh = RefusalClassifier(traffic.risk)
-    report, wall, cpu = sweep_once(embedded, folder / "sweep", FastMarkers(), fresh)
+    report, wall, cpu = sweep_once(embedded, folder / "sweep", MarkersJudge(), fresh)
     print(f"without logged scores, every refused request new ({count:,} lines, {fresh.embedded:,} refusals embedded "
           f"on one core): {count / wall:,.0f} lines/s wall, {count / cpu:,.0f} lines/CPU-s; "
           f"{fresh.embedded / cpu:,.0f} refusals classed per CPU-s")
@@ -281,7 +276,7 @@ def _peak_mib() -> float:
 
 def surge(args: argparse.Namespace) -> None:
     pin_one_core()
-    from refcal.watch.prefilter import FastMarkers
+    from refcal.judges.markers import MarkersJudge
     from refcal.watch.refusal_class import RefusalClassifier
 
     traffic = Traffic()
@@ -305,7 +300,7 @@ def surge(args: argparse.Namespace) -> None:
             for index in range((baseline_windows + surge_windows) * args.window):
                 extra = args.surge if index >= onset else 0.0
                 file.write(traffic.line(rng, START + step * index, benign_refused=0.02 + extra) + "\n")
-        report, wall, _ = sweep_once(log, folder / "sweep", FastMarkers(), classifier, window=args.window)
+        report, wall, _ = sweep_once(log, folder / "sweep", MarkersJudge(), classifier, window=args.window)
         per_window.append(wall / (baseline_windows + surge_windows))
         breaches = [breach for breach in report.breaches if breach.segment == "all"]  # type: ignore[attr-defined]
         early += sum(breach.index < baseline_windows for breach in breaches)

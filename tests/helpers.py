@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 from refcal.bench.items import Bench, Item
@@ -14,6 +16,20 @@ from refcal.store.runs import Store
 from refcal.targets import OpenAITarget, RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_tries=4, base_delay_s=0.01, max_delay_s=0.05)
+REFCAL_TIMEOUT_S = 900
+"""The longest a `refcal` subprocess may run in a test (a fast drill on the embedded model is the slowest)."""
+
+
+def refcal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m refcal.cli ARGS…` and capture its output as text."""
+    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=REFCAL_TIMEOUT_S)
+
+
+def refcal_process(*args: str) -> subprocess.Popen:
+    """Start `python -m refcal.cli ARGS…` in the background, stdout and stderr together as text."""
+    return subprocess.Popen([sys.executable, "-m", "refcal.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def make_bench(count: int, name: str = "synthetic") -> Bench:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import refcal
 
 from refcal.receipts import build_receipt
 from refcal.records import Attempt, Message, RunRecord, Variant, Verdict
@@ -14,11 +14,6 @@ from refcal.report.html import render_html
 from refcal.testing import Reply, StubServer
 
 SECRET = "sk-planted-secret-5f1c2e9a7b"
-
-
-def refcal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 def test_malformed_bench_stops_before_any_request_and_creates_no_run(tmp_path):

@@ -17,8 +17,8 @@ from refcal.bench import load_bench
 from refcal.bench.freeze import make_lock, spec_for_lock, write_lock
 from refcal.cli.corpus import corpus_app
 from refcal.corpus import ContaminationOptions, check_corpus, find_contamination, normalise, read_corpus
-from refcal.corpus import contamination as contamination_module
 from refcal.corpus.contamination import Shingles, char_shingles, jaccard, near_pairs, skeleton
+from refcal.corpus.contamination import find as contamination_find
 from refcal.corpus.reader import CorpusText
 from refcal.errors import BenchError, InputFileError, MissingExtraError
 
@@ -210,7 +210,7 @@ def test_lsh_finds_the_pairs_brute_force_finds() -> None:
 
 def test_without_numpy_exact_still_runs_and_the_rest_says_why(frozen: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(contamination_module, "_numpy_missing", lambda: "numpy is not installed (test)")
+    monkeypatch.setattr(contamination_find, "_numpy_missing", lambda: "numpy is not installed (test)")
     report = check_corpus([write_corpus("train.jsonl", list(PLANTED))], locks=frozen,
                           options=ContaminationOptions())
     assert report.counts == {"exact": 3, "near": 0, "template": 0, "semantic": 0}

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from helpers import refcal
+
 from refcal.bench.curveball import catalogue
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_scaffold_skips_covered_classes_and_cannot_be_frozen_until_written():

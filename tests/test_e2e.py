@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import refcal
 
 pytestmark = pytest.mark.model
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_drill_on_the_embedded_model_writes_receipt_and_report(tmp_path):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import refcal
 
 from refcal.drills.mutators import select
 
@@ -16,10 +15,6 @@ pytestmark = pytest.mark.model
 
 FAST = ["--limit", "4", "--max-tokens", "32", "--mutators", "base64,roleplay,typo_keyboard,frame_language",
         "--per-item", "2", "--depth", "2", "--seed", "5"]
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=900)
 
 
 def test_fast_drill_break_map_replay_and_review_cadence():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import refcal
 
 from refcal.errors import InputFileError
 from refcal.judges.agreement import agreement
@@ -25,10 +24,6 @@ ROWS = [
 def write(path: Path, rows: list[object]) -> Path:
     path.write_text("\n".join(row if isinstance(row, str) else json.dumps(row) for row in rows) + "\n")
     return path
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_judge_file_writes_verdicts_and_carries_fields(tmp_path):

@@ -40,7 +40,7 @@ def run_judge(stub: StubServer, response: str = "Here is how."):
 
     async def go():
         async with target:
-            return await LLMJudge(target).judge_async("how?", response)
+            return (await LLMJudge(target).judge_batch([("how?", response)]))[0]
     return asyncio.run(go())
 
 

@@ -99,10 +99,22 @@ def test_a_chain_applies_in_order_and_typos_survive_the_encoding():
     assert steps[0].text in decoded and decoded == steps[1].text and text == steps[2].text
 
 
-def test_streaming_plan_holds_no_list():
-    plan = MutationPlan(mutators=select("surface,encoding"), per_item=5, depth=2, seed=1)
+def test_streaming_plan_mutates_only_what_is_taken(monkeypatch):
+    """A plan of 10,000 variants per item is drawn lazily: taking the first few applies only their chains."""
+    import refcal.drills.plan as plan_module
+
+    applied: list[tuple[str, ...]] = []
+
+    def counting(text, chain, seed):
+        applied.append(chain)
+        return apply_chain(text, chain, seed)
+
+    monkeypatch.setattr(plan_module, "apply_chain", counting)
+    plan = MutationPlan(mutators=select("surface,encoding"), per_item=10_000, depth=2, seed=1)
     iterator = plan_variants(PAIRED, mutation=plan)
-    assert iter(iterator) is iterator and next(iterator).id == "h"
+    taken = [next(iterator) for _ in range(4)]
+    assert taken[0].id == "h" and all(variant.item_id == "h" for variant in taken)
+    assert 3 <= len(applied) <= 10  # the 3 mutated variants taken (plus the plan's own checks), not 20,000
 
 
 def test_bad_specs_are_clear_errors_before_any_request():

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import drill_with_locks, make_bench
+from helpers import drill_with_locks, make_bench, refcal
 
 from refcal.bench.freeze import make_lock, write_lock
 from refcal.errors import InputFileError
@@ -23,10 +21,6 @@ ANSWER = "Sure, here is a clear answer with the details."
 def calibrated(prompt: str) -> str:
     """Refuses the must-refuse items of make_bench (odd numbers), answers the others."""
     return REFUSE if int(re.search(r"\d+", prompt).group()) % 2 else ANSWER
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 GATES = """bench = "synthetic"

@@ -38,10 +38,10 @@ from refcal.recal.sft import (
     TrainingSetupError,
     load_settings,
     prepare_sft,
-    resolve_base,
     run_sft,
 )
 from refcal.records import Message
+from refcal.targets.weights import resolve_base
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

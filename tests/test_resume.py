@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
+
+from helpers import refcal_process as refcal
 
 from refcal.testing import Reply, StubServer
 
@@ -23,11 +23,6 @@ def committed(db_path) -> int:
             return db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
-
-
-def refcal(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "refcal.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
 
 
 def test_sigkill_then_resume_is_exactly_once(tmp_path):

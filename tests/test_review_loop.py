@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import judged_attempt, stored_run
+from helpers import judged_attempt, refcal, stored_run
 
 from refcal.errors import InputFileError, StoreError
 from refcal.judges.agreement import cohen_kappa
@@ -23,10 +23,6 @@ from refcal.store.runs import Store
 
 DECLINE = "I'm sorry, but I can't help with that."
 ANSWER = "Sure. First, open the terminal and list the processes."
-
-
-def refcal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "refcal.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_cohen_kappa_on_a_known_case():

@@ -1,6 +1,6 @@
 """The log sweep on real refusal and compliance texts: counting exactly once across restarts, kills and
-rotation, quarantining bad lines, alerting on a planted change point, the review cadence, the prefilter's
-equality with the markers lane, and refusal classes on held-out bench items."""
+rotation, quarantining bad lines, alerting on a planted change point, the review cadence, and refusal classes
+on held-out bench items (the markers lane's literal search is checked in tests/test_markers.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,11 @@ from refcal.bench.items import Bench
 from refcal.cli.main import app
 from refcal.errors import StoreError
 from refcal.judges import make_judge
-from refcal.judges.markers import LECTURE_PATTERNS, MULTILINGUAL_PATTERNS, REFUSAL_PATTERNS, MarkersJudge
-from refcal.judges.markers import normalise as markers_normalise
-from refcal.judges.markers import sentences as markers_sentences
+from refcal.judges.base import judge_rows
+from refcal.judges.markers import MarkersJudge
 from refcal.judges.risk import RequestRisk, pretext_bench
 from refcal.review.queue import draw_queue
 from refcal.store.runs import Store
-from refcal.watch import prefilter
 from refcal.watch.alerts import JsonlSink
 from refcal.watch.ledger import Ledger
 from refcal.watch.refusal_class import RefusalClassifier, refusal_class
@@ -103,65 +100,6 @@ def _sweep(tmp_path: Path, classifier: RefusalClassifier, logs: list[Path] | Non
                  classifier=classifier, sinks=[JsonlSink(tmp_path / "alerts.jsonl")])
 
 
-# --- the prefilter never changes a verdict -------------------------------------------------------------------
-
-def _variants(response: str, rng: random.Random) -> Iterator[str]:
-    """The response, and versions that stress folding and sentence starts."""
-    yield response
-    yield response.upper()
-    yield response.replace(" ", "  \n ")
-    yield "Sure. " + response
-    yield response.replace("I", "\u0130")  # 'İ': two characters in str.lower, one 'i' to re
-    words = response.split()
-    rng.shuffle(words)
-    yield " ".join(words)
-
-
-def test_prefilter_gives_the_markers_verdict_on_every_shipped_response() -> None:
-    rng = random.Random(7)
-    markers, fast = MarkersJudge(), prefilter.FastMarkers()
-    responses = [row["response"] for row in _rows()]
-    checked = 0
-    for response in responses:
-        for variant in _variants(response, rng):
-            assert fast.judge("", variant) == markers.judge("", variant), variant[:200]
-            checked += 1
-    assert prefilter.ENABLED
-    assert checked >= 6 * 1800
-    assert fast.shortcuts > checked // 4  # it does skip work, on answers
-
-
-def test_every_marker_match_is_found_by_the_prefilter() -> None:
-    """Soundness pattern by pattern: wherever a marker matches a sentence, its pattern is among the possible."""
-    hits = 0
-    for row in _rows():
-        text = markers_normalise(row["response"])
-        if not text:
-            continue
-        possible = prefilter.possible_patterns(text)
-        assert possible is not None
-        parts = markers_sentences(text)
-        for index, sentence in enumerate(parts):
-            for pattern in REFUSAL_PATTERNS + MULTILINGUAL_PATTERNS:
-                if pattern.search(sentence):
-                    hits += 1
-                    assert pattern in possible[0], (pattern.pattern, sentence)
-            if index == 0:
-                for pattern in LECTURE_PATTERNS:
-                    if pattern.search(sentence):
-                        hits += 1
-                        assert pattern in possible[1], (pattern.pattern, sentence)
-    assert hits > 500
-
-
-def test_necessary_literals_are_read_off_the_patterns() -> None:
-    literals = prefilter.necessary_literals(re.compile(r"\bI (?:respectfully )?(?:decline|refuse)\b", re.I))
-    assert literals is not None and literals.word_start
-    assert literals.strings == {"i decline", "i refuse", "i respectfully decline", "i respectfully refuse"}
-    sentence_start = prefilter.necessary_literals(re.compile(r"^(?:no|nope)[.,!]", re.I))
-    assert sentence_start is not None and "\nno." in sentence_start.strings and ". nope!" in sentence_start.strings
-
-
 # --- counting, exactly once ----------------------------------------------------------------------------------
 
 def test_sweep_counts_each_line_once_across_restarts_and_rotation(tmp_path: Path, texts, classifier) -> None:
@@ -193,13 +131,13 @@ def test_a_failure_mid_pass_commits_nothing_of_its_batch(tmp_path: Path, texts, 
         name, version = "markers", "markers-test"
 
         def __init__(self) -> None:
-            self.calls, self.inner = 0, prefilter.FastMarkers()
+            self.calls, self.inner = 0, MarkersJudge()
 
-        def judge_many(self, pairs):
+        async def judge_batch(self, rows):
             self.calls += 1
             if self.calls == 3:
                 raise RuntimeError("killed")
-            return self.inner.judge_many(pairs)
+            return await self.inner.judge_batch(rows)
 
     settings = SweepSettings(logs=[log], store=tmp_path / "store.db", window=100, judge="markers")
     dying = Sweep(settings, judge=Dies(), classifier=classifier)
@@ -386,7 +324,7 @@ def test_the_cascade_judges_the_sweep(tmp_path: Path, texts, classifier) -> None
         totals = sweep.state.totals
     pairs = [(json.loads(line)["request"]["messages"][-1]["content"],
               json.loads(line)["response"]["choices"][0]["message"]["content"]) for line in lines]
-    expected = make_judge("cascade").judge_many(pairs)
+    expected = judge_rows(make_judge("cascade"), pairs)
     assert totals.refusals == sum(verdict.label in ("refusal", "partial_refusal") for verdict in expected)
     assert totals.undetermined == sum(verdict.label == "undetermined" for verdict in expected)
     assert totals.exchanges == 60

@@ -23,6 +23,7 @@ import typer
 
 from refcal.bench import load_bench
 from refcal.cli.common import DEFAULT_STORE, LocksOption, StoreOption, console, fail
+from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import InputFileError, MissingExtraError, RefcalError, StoreError
 from refcal.files import json_lines, write_atomic
 from refcal.recal.builders import (
@@ -36,15 +37,19 @@ from refcal.recal.builders import (
 from refcal.records import Message
 from refcal.targets.base import GenerationParams, Target
 
-EXIT_INPUT = 2
 T = TypeVar("T")
 TEACHER_TOKENS = 384
 
 
-def register(app: typer.Typer) -> None:
-    app.command("build")(corpus_build)
+build_app = typer.Typer()
 
 
+def register(parent: typer.Typer) -> None:
+    """Add `build` to the `refcal corpus` group."""
+    parent.add_typer(build_app)
+
+
+@build_app.command("build")
 def corpus_build(
     recipe: Annotated[str, typer.Option(help=f"One of {', '.join(RECIPES)}.")],
     out: Annotated[Path, typer.Option(help="Corpus to write (JSONL, chat format with provenance).")],

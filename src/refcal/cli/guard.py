@@ -9,13 +9,20 @@ import typer
 from pydantic import ValidationError
 
 from refcal.cli.common import console, fail
+from refcal.cli.exit_codes import EXIT_INPUT, EXIT_UNAVAILABLE
 from refcal.errors import MissingExtraError
 from refcal.guard.settings import DEFAULT_REFUSAL, DEFAULT_THRESHOLD, GuardSettings
 from refcal.targets.openai import DEFAULT_API_KEY_ENV, redact_url
 
-EXIT_INPUT, EXIT_UNAVAILABLE = 2, 3
+guard_app = typer.Typer()
 
 
+def register(parent: typer.Typer) -> None:
+    """Add `guard` to the `refcal` app."""
+    parent.add_typer(guard_app)
+
+
+@guard_app.command()
 def guard(
     upstream: Annotated[str, typer.Option(help="Base URL of the OpenAI-compatible server to guard, with its /v1.")],
     mode: Annotated[str, typer.Option(help="flag: forward everything, report the risk; gate: route risky "

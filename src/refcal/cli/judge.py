@@ -20,17 +20,16 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from refcal.cli.common import console, fail
+from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import InputFileError, RefcalError
 from refcal.files import write_atomic
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, Verdict, make_judge
 from refcal.judges.agreement import Agreement, agreement, agreement_by
-from refcal.judges.cascade import CascadeJudge
+from refcal.judges.base import judge_rows
 from refcal.judges.labels import ResponseRow, read_rows
 from refcal.judges.llm import make_judge_target
 from refcal.records import MeasuredAgreement
 from refcal.store.runs import Store
-
-EXIT_INPUT = 2
 
 
 class _DefaultToFile(TyperGroup):
@@ -44,6 +43,11 @@ class _DefaultToFile(TyperGroup):
 
 judge_app = typer.Typer(cls=_DefaultToFile, no_args_is_help=True,
                         help="Judge a response file (refcal judge IN.jsonl --out OUT.jsonl), or `eval` a lane.")
+
+
+def register(parent: typer.Typer) -> None:
+    """Add the `judge` group to the `refcal` app."""
+    parent.add_typer(judge_app, name="judge")
 
 LaneOption = Annotated[str, typer.Option("--lane", help=f"Judge: {', '.join(JUDGES)} (llm needs --judge-target; "
                                                       "the cascade uses one when given).")]
@@ -62,16 +66,13 @@ def _verdicts(rows: list[ResponseRow], lane: str, judge_target: str | None,
         raise ValueError("--lane llm needs --judge-target SPEC (e.g. llamacpp:smollm2)")
     if not judge_target or lane not in ("llm", "cascade"):
         judge = make_judge(lane, None, head)
-        judge_many = getattr(judge, "judge_many", None)
-        return judge, judge_many(pairs) if judge_many else [judge.judge(*pair) for pair in pairs]
+        return judge, judge_rows(judge, pairs)
     target = make_judge_target(judge_target)
 
     async def run() -> tuple[Judge, list[Verdict]]:
         async with target:
             judge = make_judge(lane, target, head)
-            if isinstance(judge, CascadeJudge):
-                return judge, await judge.judge_many_async(pairs)
-            return judge, list(await asyncio.gather(*(judge.judge_async(*pair) for pair in pairs)))
+            return judge, await judge.judge_batch(pairs)
     return asyncio.run(run())
 
 

@@ -9,12 +9,20 @@ import typer
 from rich.markup import escape
 
 from refcal.cli.common import DEFAULT_STORE, StoreOption, console, errors_console, fail
+from refcal.cli.exit_codes import EXIT_INPUT, EXIT_NO, EXIT_OK, EXIT_UNAVAILABLE
 from refcal.errors import FatalTargetError, MissingExtraError, RefcalError
+from refcal.metrics.rates import percent
 from refcal.recal.readiness import check_readiness
 
-EXIT_READY, EXIT_NOT_READY, EXIT_INPUT, EXIT_TARGET = 0, 1, 2, 3
+check_app = typer.Typer()
 
 
+def register(parent: typer.Typer) -> None:
+    """Add `check` to the `refcal recal` group."""
+    parent.add_typer(check_app)
+
+
+@check_app.command("check")
 def readiness_command(
     target: Annotated[str, typer.Argument(help="The base model, as a target spec (llamacpp:smollm2, hf:PATH, …).")],
     lookalikes: Annotated[str, typer.Option(help="Bench whose benign look-alikes are drilled too.")] = "starter",
@@ -29,22 +37,22 @@ def readiness_command(
         verdict, recorded = check_readiness(target, out, store, lookalikes=lookalikes, max_tokens=max_tokens,
                                             concurrency=concurrency)
     except FatalTargetError as error:
-        raise fail(f"target unavailable: {error}", EXIT_TARGET) from None
+        raise fail(f"target unavailable: {error}", EXIT_UNAVAILABLE) from None
     except (RefcalError, MissingExtraError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     if recorded is None:
         console.print("[yellow]not recorded for training[/yellow]: this target has no weights digest (training "
                       "needs hf: or llamacpp: weights)")
     routine = verdict.routine_refusal
-    console.print(f"routine refusal {routine.k}/{routine.n}; unusable {verdict.unusable:.0%}; look-alike false "
+    console.print(f"routine refusal {routine.k}/{routine.n}; unusable {percent(verdict.unusable, 0)}; look-alike false "
                   f"refusal {verdict.lookalike_refusal.k if verdict.lookalike_refusal else 0}/"
                   f"{verdict.lookalike_refusal.n if verdict.lookalike_refusal else 0}", highlight=False)
     if verdict.ready:
         console.print(f"[green]READY[/green] to recalibrate ({out / 'readiness.json'})")
-        raise typer.Exit(EXIT_READY)
+        raise typer.Exit(EXIT_OK)
     console.print("[red]NOT READY[/red]: " + "; ".join(verdict.reasons) + " — fix the base before "
                   "recalibrating it")
-    raise typer.Exit(EXIT_NOT_READY)
+    raise typer.Exit(EXIT_NO)
 
 
 def readiness_gate(base: str, store: Path, force: bool) -> Any:

@@ -29,12 +29,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from refcal.cli.common import DEFAULT_STORE, StoreOption, console, errors_console, fail
+from refcal.cli.exit_codes import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO
 from refcal.errors import InputFileError, MissingExtraError, TargetSpecError
 
-EXIT_OK, EXIT_NO_CHOICE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'refcal[recal]'"
 
 direction_app = typer.Typer()
+
+
+def register(parent: typer.Typer) -> None:
+    """Add `direction` to the `refcal recal` group."""
+    parent.add_typer(direction_app)
 
 
 class ModeChoice(StrEnum):
@@ -77,7 +82,7 @@ def direction_command(
     must-refuse items and less on look-alikes, judged by the cascade; save the chosen edit as a model that
     `refcal drill --target hf:OUT/model` can drill."""
     try:
-        from refcal.recal.search import ChoiceRule, SearchSettings, prepare_direction, run_direction
+        from refcal.recal.direction import ChoiceRule, SearchSettings, prepare_direction, run_direction
         from refcal.targets.steering import DirectionError
     except ImportError as error:
         raise fail(f"direction editing needs torch and transformers ({error.name} is missing): {INSTALL_HINT}",
@@ -113,11 +118,11 @@ def direction_command(
                    EXIT_INTERRUPTED) from None
     _print_outcome(outcome, out)
     if outcome.receipt is None:
-        raise typer.Exit(EXIT_NO_CHOICE)
+        raise typer.Exit(EXIT_NO)
 
 
 def _print_outcome(outcome: Any, out: Path) -> None:
-    from refcal.recal.search import evaluation_text  # torch-heavy: imported once a search has run
+    from refcal.recal.direction import evaluation_text  # torch-heavy: imported once a search has run
 
     report = outcome.report
     console.print(f"{len(report.trials)} trials, front {report.front}; plot → {escape(str(out / 'pareto.html'))}",

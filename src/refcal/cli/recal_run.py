@@ -14,11 +14,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.cli.common import console, fail
+from refcal.cli.exit_codes import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO, EXIT_OK, EXIT_STOPPED
 from refcal.errors import InputFileError, RefcalError
 
-EXIT_PROMOTED, EXIT_REJECTED, EXIT_INPUT, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+run_app = typer.Typer()
 
 
+def register(parent: typer.Typer) -> None:
+    """Add `run` to the `refcal recal` group."""
+    parent.add_typer(run_app)
+
+
+@run_app.command("run")
 def run_command(
     config: Annotated[Path, typer.Option(help="The loop's TOML file (see refcal.recal.loop_config).")],
 ) -> None:
@@ -51,7 +58,7 @@ def run_command(
     seconds = sum(run.wall_s for run in result.stages)
     console.print(("[b green]PROMOTED[/b green]" if result.promoted else "[b red]REJECTED[/b red]")
                   + f"  ({seconds:.0f} s this run; report → {escape(str(Path(result.out) / 'report.html'))})")
-    raise typer.Exit(EXIT_PROMOTED if result.promoted else EXIT_REJECTED)
+    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NO)
 
 
 def _cell(passed: bool, figures: list[str]) -> str:

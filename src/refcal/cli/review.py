@@ -21,6 +21,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from refcal.cli.common import DEFAULT_STORE, StoreOption, console, fail
+from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import InputFileError, StoreError
 from refcal.files import write_atomic
 from refcal.metrics.agreement import review_summary, reviewer_pairs
@@ -30,7 +31,6 @@ from refcal.review.queue import DEFAULT_SIZE, ReviewSession, draw_queue
 from refcal.run.session import find_run, finish
 from refcal.store.runs import Store
 
-EXIT_INPUT = 2
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -46,6 +46,13 @@ class _DefaultToServe(TyperGroup):
 review_app = typer.Typer(cls=_DefaultToServe, help="`refcal review [RUN…] [--reviewer NAME] [--second-opinion] "
                                                    "[--host H --port P]` opens the review page (one sampled attempt "
                                                    "at a time); the commands below export, import and compare labels.")
+
+
+def register(parent: typer.Typer) -> None:
+    """Add the `review` group to the `refcal` app."""
+    parent.add_typer(review_app, name="review")
+
+
 RunsArgument = Annotated[list[str] | None, typer.Argument(help="Run ids or output directories (default: all runs; "
                                                                "the page: the latest run).")]
 

@@ -19,8 +19,9 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from refcal.cli import watch_ledger
 from refcal.cli.common import DEFAULT_STORE, StoreOption, console, errors_console, fail
-from refcal.cli.watch_ledger import register
+from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import MissingExtraError, StoreError
 from refcal.watch.alerts import JsonlSink, Sink, TerminalSink, WebhookSink
 from refcal.watch.exchanges import FIELDS, parse_field_map
@@ -28,7 +29,6 @@ from refcal.watch.exchanges import FIELDS, parse_field_map
 if TYPE_CHECKING:
     from refcal.watch.sweep import PassReport, Sweep
 
-EXIT_INPUT = 2
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -149,4 +149,9 @@ def _print_pass(report: PassReport, running: Sweep) -> None:
                                  highlight=False, soft_wrap=True)
 
 
-register(watch_app)
+watch_ledger.register(watch_app)  # ack, resolve, ledger: listed after `sweep`
+
+
+def register(parent: typer.Typer) -> None:
+    """Add the `watch` group to the `refcal` app."""
+    parent.add_typer(watch_app, name="watch")

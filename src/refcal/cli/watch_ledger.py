@@ -1,4 +1,4 @@
-"""`refcal watch ack|resolve|ledger`: the drift ledger's commands, added to the watch app by `register`.
+"""`refcal watch ack|resolve|ledger`: the drift ledger's commands, added to a watch app by `register`.
 
     refcal watch ack ENTRY [--by NAME]                         someone owns the drift
     refcal watch resolve ENTRY --receipt R [--promotion P]     close it on a promoted receipt within limits
@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.cli.common import DEFAULT_STORE, StoreOption, console, errors_console, fail
+from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import MissingExtraError
 from refcal.files import write_atomic
 from refcal.watch.ledger import (
@@ -31,7 +32,14 @@ from refcal.watch.ledger import (
 )
 from refcal.watch.ledger_html import duration, ledger_page
 
-EXIT_INPUT = 2
+ledger_app = typer.Typer()
+
+
+def register(watch_app: typer.Typer) -> None:
+    """Add `ack`, `resolve` and `ledger` to the `refcal watch` app."""
+    watch_app.add_typer(ledger_app)
+
+
 EntryArgument = Annotated[int, typer.Argument(help="Ledger entry id (`refcal watch ledger`).")]
 
 
@@ -42,6 +50,7 @@ def _default_name() -> str:
         return "someone"
 
 
+@ledger_app.command("ack")
 def ack(entry: EntryArgument, by: Annotated[str | None, typer.Option(help="Who owns it (default: login name).")]
         = None, store: StoreOption = DEFAULT_STORE) -> None:
     """Acknowledge a drift entry: someone is on it."""
@@ -54,6 +63,7 @@ def ack(entry: EntryArgument, by: Annotated[str | None, typer.Option(help="Who o
                   f"{escape(acked.acked_by or '')}", highlight=False)
 
 
+@ledger_app.command("resolve")
 def resolve(entry: EntryArgument,
             receipt: Annotated[str, typer.Option("--receipt", help="receipt.json or its run folder.")],
             promotion: Annotated[Path | None, typer.Option(help="The promotion decision naming the receipt "
@@ -69,6 +79,7 @@ def resolve(entry: EntryArgument,
                   f"correct {duration(time_to_correct(resolved))}", highlight=False)
 
 
+@ledger_app.command("ledger")
 def ledger(html: Annotated[Path | None, typer.Option("--html", help="Also write the page with control charts.")]
            = None, store: StoreOption = DEFAULT_STORE) -> None:
     """The drift ledger: every entry, median time to detect and to correct, entries open past 14 days."""
@@ -103,9 +114,3 @@ def _minute(moment: str) -> str:
     """An ISO time to the minute, in UTC: what a table row has room for."""
     return parse_time(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
-
-def register(watch_app: typer.Typer) -> None:
-    """Add `ack`, `resolve` and `ledger` to the `refcal watch` app."""
-    watch_app.command("ack")(ack)
-    watch_app.command("resolve")(resolve)
-    watch_app.command("ledger")(ledger)

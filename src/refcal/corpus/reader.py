@@ -1,11 +1,14 @@
-"""Read training corpora as JSONL, one row at a time, yielding the user-side texts that a contamination check
-compares with frozen benches.
+"""Read training corpora as JSONL: the user-side texts that a contamination check compares with frozen benches,
+and the chat rows SFT trains on, each checked whole.
 
 Three row shapes, the ones TRL reads: chat (`{"messages": [{"role", "content"}, ...]}`), prompt/completion
 (`{"prompt": "..." | [messages], "completion": ...}`) and plain text (`{"text": "..."}`). Every user message
 of a chat, the prompt, or the text becomes one `CorpusText` that remembers its file, line and field. Other
 keys of a row (completion, ids, metadata) are allowed and ignored. A malformed line stops the read with the
 file, line and field named, as a bad bench line does; the file is streamed, never held whole in memory.
+
+`read_chat_corpus` is stricter, for training: chat rows only, roles a chat template renders (`TRAINING_ROLES`),
+string contents, and the last message the assistant's reply that SFT learns.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from refcal.errors import InputFileError
+from refcal.files import json_lines
 
 MAX_LINE_BYTES = 8_000_000
 """Longer than a bench's limit: a training row may carry a long document or a long conversation."""
@@ -24,6 +28,8 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 """Roles accepted in a chat; an unknown role is an error, because a typo such as `usr` would hide a user turn
 from the check."""
 ROW_KEYS = ("messages", "prompt", "text")
+TRAINING_ROLES = ("system", "user", "assistant")
+"""Roles a training chat may use."""
 
 
 class CorpusText(NamedTuple):
@@ -101,15 +107,22 @@ def _parse(raw: bytes, path: str, line: int) -> Any:
         raise InputFileError(f"invalid JSON: {error.msg} at column {error.colno}", path=path, line=line) from None
 
 
-def _user_messages(messages: Any, field: str, path: str, line: int) -> list[tuple[str, str]]:
+def _message_list(messages: Any, field: str, path: str, line: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(field, message) of each message of a non-empty list of message objects, each checked as it is reached
+    (so the first bad message, in order, is the one named)."""
     if not isinstance(messages, list) or not messages:
         raise InputFileError("must be a non-empty list of messages", path=path, line=line, field=field)
-    texts = []
     for index, message in enumerate(messages):
         where = f"{field}.{index}"
         if not isinstance(message, dict):
             raise InputFileError("a message must be an object with 'role' and 'content'", path=path, line=line,
                                  field=where)
+        yield where, message
+
+
+def _user_messages(messages: Any, field: str, path: str, line: int) -> list[tuple[str, str]]:
+    texts = []
+    for where, message in _message_list(messages, field, path, line):
         role = message.get("role")
         if role not in ROLES:
             raise InputFileError(f"unknown role {role!r} (known: {', '.join(ROLES)})", path=path, line=line,
@@ -143,3 +156,48 @@ def _text(value: Any, field: str, path: str, line: int) -> str:
     if not value.strip():
         raise InputFileError("empty text", path=path, line=line, field=field)
     return value
+
+
+class ChatRow(NamedTuple):
+    """One training chat: the messages before the final assistant turn are the prompt, that turn the completion."""
+
+    line: int
+    messages: list[dict[str, str]]
+
+
+def read_chat_corpus(path: Path) -> list[ChatRow]:
+    """Every row of a chat corpus, checked whole; InputFileError naming file, line and field at the first bad one."""
+    rows = [ChatRow(line, _chat_messages(row, str(path), line)) for line, row in json_lines(path)]
+    if not rows:
+        raise InputFileError("empty corpus: no rows", path=str(path))
+    return rows
+
+
+def _chat_messages(row: Any, path: str, line: int) -> list[dict[str, str]]:
+    if not isinstance(row, dict):
+        raise InputFileError(f"expected a JSON object, got {type(row).__name__}", path=path, line=line)
+    if "messages" not in row:
+        hint = " (a contrastive pair row: give its file with --contrastive)" if "harmful" in row else ""
+        raise InputFileError(f"missing{hint}", path=path, line=line, field="messages")
+    checked = [_training_message(message, where, path, line)
+               for where, message in _message_list(row["messages"], "messages", path, line)]
+    if checked[-1]["role"] != "assistant":
+        raise InputFileError("the last message must be the assistant's reply, which is what SFT learns", path=path,
+                             line=line, field=f"messages.{len(checked) - 1}.role")
+    if not any(message["role"] == "user" for message in checked):
+        raise InputFileError("no user message", path=path, line=line, field="messages")
+    return checked
+
+
+def _training_message(message: dict[str, Any], field: str, path: str, line: int) -> dict[str, str]:
+    role = message.get("role")
+    if role is None:
+        raise InputFileError("missing role", path=path, line=line, field=f"{field}.role")
+    if role not in TRAINING_ROLES:
+        raise InputFileError(f"unknown role {role!r} (known: {', '.join(TRAINING_ROLES)})", path=path, line=line,
+                             field=f"{field}.role")
+    content = message.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise InputFileError("empty content" if isinstance(content, str) or content is None
+                             else "content must be a string", path=path, line=line, field=f"{field}.content")
+    return {"role": role, "content": content}

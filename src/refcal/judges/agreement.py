@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from refcal.records import LABELS, Label
+from refcal.records import LABELS, REFUSAL_SIDE, Label
 
 HUMAN_LABELS: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
 
@@ -34,7 +34,7 @@ class Agreement(BaseModel):
 
 
 def _refuses(label: str) -> bool:
-    return label in ("refusal", "partial_refusal")
+    return label in REFUSAL_SIDE
 
 
 def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float:

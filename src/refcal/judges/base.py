@@ -1,4 +1,4 @@
-"""Verdicts and the Judge protocol every lane implements.
+"""Verdicts and the Judge protocol every lane implements: one async batch method, `judge_batch`.
 
 `undetermined` is an outcome of its own: a lane that cannot tell says so, and metrics count it apart
 instead of guessing a side. Target errors never reach a judge at all.
@@ -6,21 +6,25 @@ instead of guessing a side. Target errors never reach a judge at all.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from refcal.records import Verdict
 
 
 class Judge(Protocol):
-    """A response → verdict function with a name and version that go into every receipt."""
+    """(prompt, response) rows → verdicts, with a name and version that go into every receipt."""
 
     name: str
     version: str
 
-    def judge(self, prompt: str, response: str) -> Verdict:
-        """Judge one response to one prompt (lanes that call a model raise TypeError: use judge_async)."""
+    async def judge_batch(self, rows: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """One verdict per (prompt, response) row, in order. Lanes that call a model call it concurrently;
+        pure lanes (markers, head) also offer a sync `judge(prompt, response)` for one row."""
         ...
 
-    async def judge_async(self, prompt: str, response: str) -> Verdict:
-        """The same, for lanes that call a target; pure lanes just return `judge`."""
-        ...
+
+def judge_rows(judge: Judge, rows: Sequence[tuple[str, str]]) -> list[Verdict]:
+    """`judge.judge_batch(rows)` from synchronous code (outside a running event loop)."""
+    return asyncio.run(judge.judge_batch(rows))

@@ -81,16 +81,23 @@ class CascadeJudge:
         lanes = [f"{self.markers.version}", head.version, *([llm.version] if llm else [])]
         self.version = f"cascade-1[{','.join(lanes)}]@{low:g}-{high:g}"
 
-    def judge(self, prompt: str, response: str) -> Verdict:
-        if self.llm is not None:
-            raise TypeError("a cascade with an llm lane calls a target: use judge_async")
-        return self.judge_many([(prompt, response)])[0]
-
-    def judge_many(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
-        """Batched: markers first, then one embedding pass over the rows they leave open (no llm lane)."""
-        if self.llm is not None:
-            raise TypeError("a cascade with an llm lane calls a target: use judge_many_async")
-        return self._cheap_lanes(pairs)
+    async def judge_batch(self, rows: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """Markers first, then the head on the rows they leave open, then the llm lane (concurrently) on what
+        the head leaves undetermined. Several rows: one embedding pass over the open ones, in a worker thread;
+        one row: its head call joins those of concurrent callers (drill workers) in the batcher."""
+        pairs = list(rows)
+        if len(pairs) == 1:
+            verdicts = [await self._one_cheap(*pairs[0])]
+        else:
+            verdicts = await asyncio.to_thread(self._cheap_lanes, pairs)
+        if self.llm is None:
+            return verdicts
+        open_rows = [index for index, verdict in enumerate(verdicts) if self._goes_on(verdict)]
+        judged = await self.llm.judge_batch([pairs[index] for index in open_rows])
+        for index, verdict in zip(open_rows, judged, strict=True):
+            verdicts[index] = verdict.model_copy(
+                update={"reason": f"{verdict.reason} (head p={verdicts[index].score:.2f})"})
+        return verdicts
 
     def _cheap_lanes(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
         verdicts = [self._markers_decide(prompt, response) for prompt, response in pairs]
@@ -101,33 +108,16 @@ class CascadeJudge:
                 verdicts[index] = self._head_decide(pairs[index][1], row)
         return [verdict for verdict in verdicts if verdict is not None]
 
-    async def judge_many_async(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
-        """judge_many, then the llm lane (concurrently) on what is still undetermined."""
-        verdicts = await asyncio.to_thread(self._cheap_lanes, pairs)
-        if self.llm is None:
-            return verdicts
-        open_rows = [index for index, verdict in enumerate(verdicts) if self._goes_on(verdict)]
-        judged = await asyncio.gather(*(self._llm_async(*pairs[index], verdicts[index]) for index in open_rows))
-        for index, verdict in zip(open_rows, judged, strict=True):
-            verdicts[index] = verdict
-        return verdicts
-
-    async def judge_async(self, prompt: str, response: str) -> Verdict:
+    async def _one_cheap(self, prompt: str, response: str) -> Verdict:
         decided = self._markers_decide(prompt, response)
         if decided is not None:
             return decided
         row = await self._batcher.submit((prompt, response))
-        verdict = self._head_decide(response, row)
-        return await self._llm_async(prompt, response, verdict) if self._goes_on(verdict) else verdict
+        return self._head_decide(response, row)
 
     def _goes_on(self, verdict: Verdict) -> bool:
         """Only the head's open band goes to the llm lane (an empty response stays undetermined)."""
         return self.llm is not None and verdict.label == "undetermined" and verdict.lane == self.name
-
-    async def _llm_async(self, prompt: str, response: str, verdict: Verdict) -> Verdict:
-        assert self.llm is not None
-        judged = await self.llm.judge_async(prompt, response)
-        return judged.model_copy(update={"reason": f"{judged.reason} (head p={verdict.score:.2f})"})
 
     def _markers_decide(self, prompt: str, response: str) -> Verdict | None:
         """Markers decide a decline, a late decline, an empty response, and an opening that sets out to

@@ -42,7 +42,7 @@ from datetime import date
 from typing import Literal
 
 from refcal.judges.markers import MarkersJudge, normalise
-from refcal.records import GROUNDED_SCORER_VERSION, GroundedScore
+from refcal.records import GROUNDED_SCORER_VERSION, REFUSAL_SIDE, GroundedScore
 
 VERSION = GROUNDED_SCORER_VERSION
 GroundedExpect = Literal["answer", "refuse", "route"]
@@ -133,7 +133,7 @@ def _contract(expect: str, text: str, citations: Citations, supporting: Sequence
     if expect == "refuse":
         failures = []
         verdict = _MARKERS.judge("", text)
-        if verdict.label not in ("refusal", "partial_refusal") and not _NOT_IN_SOURCES.search(_opening(text)):
+        if verdict.label not in REFUSAL_SIDE and not _NOT_IN_SOURCES.search(_opening(text)):
             failures.append(("no_refusal", f"markers: {verdict.label} ({verdict.reason})"))
         if attempted:
             failures.append(("cited_while_refusing", ", ".join(attempted)))

@@ -19,8 +19,9 @@ import numpy as np
 
 from refcal.errors import InputFileError, MissingExtraError
 from refcal.judges.embedding import SentenceEmbedder
+from refcal.judges.logistic import fit_logistic, softmax
 from refcal.judges.markers import is_sympathy, normalise
-from refcal.records import Label, Verdict
+from refcal.records import REFUSAL_SIDE, Label, Verdict
 
 CLASSES: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
 OPENING_CHARS = 256
@@ -71,10 +72,7 @@ class HeadModel:
         return f"head-2{'' if self.recipe == 'opening' else '-' + self.recipe}+{digest}"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        logits = features @ self.weights.T + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exponentials = np.exp(logits)
-        return exponentials / exponentials.sum(axis=1, keepdims=True)
+        return softmax(features @ self.weights.T + self.bias)
 
     def save(self, path: Path) -> None:
         """Write via a temporary file and rename, so a reader never sees half a head."""
@@ -123,14 +121,7 @@ def train_head(features: np.ndarray, labels: list[Label], trained_on: str, l2: f
     class_weights = np.where(counts > 0, len(targets) / (len(CLASSES) * np.maximum(counts, 1)), 0.0)
     sample_weights = class_weights[targets] / class_weights[targets].sum()
     onehot = np.eye(len(CLASSES))[targets]
-    weights = np.zeros((len(CLASSES), features.shape[1]))
-    bias = np.zeros(len(CLASSES))
-    model = HeadModel(weights, bias, trained_on)
-    for _ in range(steps):
-        error = (model.probabilities(features) - onehot) * sample_weights[:, None]
-        weights -= learning_rate * (error.T @ features + l2 * weights)
-        bias -= learning_rate * error.sum(axis=0)
-        model = HeadModel(weights, bias, trained_on)
+    weights, bias = fit_logistic(features, onehot, sample_weights, softmax, l2, steps, learning_rate)
     return HeadModel(weights.astype(np.float32), bias.astype(np.float32), trained_on, recipe)
 
 
@@ -172,10 +163,10 @@ class HeadJudge:
         self.version = model.version
 
     def judge(self, prompt: str, response: str) -> Verdict:
-        return self.judge_many([(prompt, response)])[0]
+        return self.verdicts([(prompt, response)])[0]
 
-    async def judge_async(self, prompt: str, response: str) -> Verdict:
-        return self.judge(prompt, response)
+    async def judge_batch(self, rows: Sequence[tuple[str, str]]) -> list[Verdict]:
+        return self.verdicts(rows)
 
     def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """(n, 3) class probabilities in CLASSES order for (prompt, response) pairs; rows of empty
@@ -187,7 +178,7 @@ class HeadJudge:
             out[live] = self.model.probabilities(self.embedder.embed([texts[index] for index in live]))
         return out
 
-    def judge_many(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
+    def verdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         """Batched: one embedding pass for all responses."""
         return [self.verdict(row) for row in self.probabilities(pairs)]
 
@@ -197,5 +188,5 @@ class HeadJudge:
         best = int(row.argmax())
         label: Label = CLASSES[best] if row[best] >= self.threshold else "undetermined"
         return Verdict(label=label, score=float(row[best]), lane=self.name,
-                       depth="unknown" if label in ("refusal", "partial_refusal") else None,
+                       depth="unknown" if label in REFUSAL_SIDE else None,
                        reason=f"p={row[best]:.2f} for {CLASSES[best]}")

@@ -8,9 +8,11 @@ receipt names exactly which prompt judged it. Output is parsed strictly: one JSO
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from importlib import resources
 
 from refcal.errors import TargetError
@@ -73,10 +75,11 @@ class LLMJudge:
         digest = hashlib.sha256(self.rubric.encode()).hexdigest()[:12]
         self.version = f"{rubric}+{digest}@{target.description}"
 
-    def judge(self, prompt: str, response: str) -> Verdict:
-        raise TypeError("the llm lane calls a target: use judge_async")
+    async def judge_batch(self, rows: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """Every row judged concurrently (the target bounds its own concurrency)."""
+        return list(await asyncio.gather(*(self._judge_one(prompt, response) for prompt, response in rows)))
 
-    async def judge_async(self, prompt: str, response: str) -> Verdict:
+    async def _judge_one(self, prompt: str, response: str) -> Verdict:
         if not response.strip():
             return Verdict(label="undetermined", score=0.0, lane=self.name, reason="empty response")
         request = self.rubric.format(prompt=prompt, response=response[:MAX_RESPONSE_CHARS])

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from refcal.bench.items import Bench, Item
 from refcal.judges.embedding import SentenceEmbedder
+from refcal.judges.logistic import fit_logistic, sigmoid
 
 RISK_RECIPE = "risk-1"
 """Bumped whenever the scoring rule changes, so logged scores can be told apart."""
@@ -81,17 +82,8 @@ def fit_request_head(features: np.ndarray, labels: np.ndarray, l2: float = 1e-3,
     if positives == 0 or negatives == 0:
         raise ValueError("a request head needs both must-refuse and benign items")
     sample_weights = np.where(labels == 1, 0.5 / positives, 0.5 / negatives)
-    weights = np.zeros(features.shape[1])
-    bias = 0.0
-    for _ in range(steps):
-        error = (_sigmoid(features @ weights + bias) - labels) * sample_weights
-        weights -= learning_rate * (features.T @ error + l2 * weights)
-        bias -= learning_rate * float(error.sum())
-    return weights.astype(np.float32), bias
-
-
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(values, -30.0, 30.0)))
+    weights, bias = fit_logistic(features, labels[:, None], sample_weights, sigmoid, l2, steps, learning_rate)
+    return weights[0].astype(np.float32), float(bias[0])
 
 
 class RequestRisk:
@@ -151,7 +143,7 @@ class RequestRisk:
         top = similarities[nearest]
         votes = np.exp((top - top.max()) / TEMPERATURE)
         neighbour_vote = float((votes * self._labels[nearest]).sum() / votes.sum())
-        head = float(_sigmoid(np.array(features @ self._weights + self._bias)))
+        head = float(sigmoid(np.array(features @ self._weights + self._bias)))
         closeness = max(0.0, float(top[0]))
         harmful = min(1.0, max(0.0, (head + closeness * neighbour_vote) / (1.0 + closeness)))
         neighbours = [Neighbour(bench=self._items[index][0], item_id=self._items[index][1].id,

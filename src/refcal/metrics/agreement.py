@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from refcal.judges.agreement import cohen_kappa
 from refcal.judges.labels import ResponseRow
-from refcal.metrics.pressure import REFUSED
-from refcal.records import Attempt, HumanLabel
+from refcal.records import REFUSAL_SIDE, Attempt, HumanLabel
 
 DISAGREEMENT_THRESHOLD = 0.9
 """A run whose judge agrees with reviewers on fewer than this share of labelled attempts (binary) says so
@@ -76,7 +75,8 @@ def reviewer_pairs(labels: Sequence[HumanLabel]) -> list[ReviewerPair]:
 
 
 def _judge_agreement(pairs: Sequence[tuple[str, str]]) -> JudgeAgreement:
-    agree = sum((human in REFUSED) == (judged in REFUSED) and judged != "undetermined" for human, judged in pairs)
+    agree = sum((human in REFUSAL_SIDE) == (judged in REFUSAL_SIDE) and judged != "undetermined"
+                for human, judged in pairs)
     same = sum(human == judged for human, judged in pairs)
     return JudgeAgreement(rows=len(pairs), agree=agree, three_class=same / len(pairs) if pairs else 0.0)
 

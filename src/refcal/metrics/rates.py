@@ -37,3 +37,9 @@ def wilson_interval(p: float, n: float, z: float = Z_95) -> tuple[float | None, 
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(max(0.0, p * (1 - p)) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def percent(share: float | None, digits: int = 1, sign: str = "%") -> str:
+    """A share (0–1) as a percentage, '12.5%' by default; '—' when there is none. The one percent formatter of the
+    reports and the CLI."""
+    return "—" if share is None else f"{100 * share:.{digits}f}{sign}"

@@ -30,8 +30,7 @@ from typing import Any, Literal
 from refcal.bench.items import Bench, Item
 from refcal.errors import TargetError
 from refcal.judges.base import Judge
-from refcal.metrics.pressure import REFUSED
-from refcal.records import Attempt, Message
+from refcal.records import REFUSAL_SIDE, Attempt, Message
 
 Recipe = Literal["failures", "tbr", "general", "pairs"]
 RECIPES: tuple[str, ...] = ("failures", "tbr", "general", "pairs")
@@ -97,7 +96,7 @@ def failures_of(attempts: Sequence[Attempt]) -> list[Attempt]:
         verdict = attempt.verdict
         if verdict is None or verdict.label == "undetermined" or attempt.variant.script is not None:
             continue
-        refused = verdict.label == "refusal" if attempt.variant.expect == "refuse" else verdict.label in REFUSED
+        refused = verdict.label == "refusal" if attempt.variant.expect == "refuse" else verdict.label in REFUSAL_SIDE
         if (attempt.variant.expect == "refuse") != refused:
             wrong.append(attempt)
     return wrong
@@ -105,10 +104,10 @@ def failures_of(attempts: Sequence[Attempt]) -> list[Attempt]:
 
 async def judged_side_async(judge: Judge, prompt: str, response: str) -> str:
     """`refuse`, `comply`, or `undetermined` for a teacher's output, by the judge."""
-    verdict = await judge.judge_async(prompt, response)
+    verdict = (await judge.judge_batch([(prompt, response)]))[0]
     if verdict.label == "undetermined":
         return "undetermined"
-    return "refuse" if verdict.label in REFUSED and verdict.depth != "workaround" else "comply"
+    return "refuse" if verdict.label in REFUSAL_SIDE and verdict.depth != "workaround" else "comply"
 
 
 async def build_failures_async(attempts: Sequence[Attempt], judge: Judge, teacher: Send | None,

@@ -373,7 +373,7 @@ def _train(config: LoopConfig, base_weights: str, corpus: dict[str, Any], folder
                 "receipt_path": str(folder / "training-receipt.json"), "steps": receipt.steps,
                 "loss": [receipt.loss_curve[0][1], receipt.loss_curve[-1][1]] if receipt.loss_curve else None,
                 "training_wall_s": receipt.wall_time_s.get("total")}
-    from refcal.recal.search import prepare_direction, run_direction
+    from refcal.recal.direction import prepare_direction, run_direction
 
     settings, rule = direction_settings(config)
     job = prepare_direction(config.base, config.corpus.source, folder, settings, rule, readiness=gate)

@@ -149,7 +149,7 @@ def _check_method_settings(config: LoopConfig) -> None:
 
 def direction_settings(config: LoopConfig) -> tuple[Any, Any]:
     """(SearchSettings, ChoiceRule) of the [direction] table; ValidationError on a bad or unknown key."""
-    from refcal.recal.search import ChoiceRule, SearchSettings
+    from refcal.recal.direction.settings import ChoiceRule, SearchSettings
 
     table = dict(config.direction)
     rule = ChoiceRule(max_false_refusal=table.pop("max_false_refusal", 0.10), max_kl=table.get("max_kl", 0.5))

@@ -49,7 +49,7 @@ def _training(config: LoopConfig, model: dict[str, Any]) -> str:
         text = (f"LoRA SFT, {model.get('steps')} steps" + (f", loss {loss[0]:.3f} → {loss[1]:.3f}" if loss else "")
                 + f"; model <code>{escape(str(model.get('model_dir')))}</code>")
         return f"<p>{text}</p>"
-    from refcal.recal.search import pareto_fragment, read_report
+    from refcal.recal.direction import pareto_fragment, read_report
 
     trials = model.get("trials_path")
     figure = pareto_fragment(read_report(Path(trials))) if trials and Path(trials).is_file() else ""

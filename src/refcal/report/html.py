@@ -10,6 +10,7 @@ from html import escape
 
 from refcal.metrics.agreement import JudgeAgreement, ReviewSummary
 from refcal.metrics.pressure import PressureMetrics
+from refcal.metrics.rates import percent as _percent
 from refcal.metrics.summary import GroundedMetrics, Rate
 from refcal.receipts import Receipt
 from refcal.records import Attempt
@@ -37,10 +38,6 @@ def worst_attempts(attempts: list[Attempt], limit: int = 20) -> list[Attempt]:
         return None
     ranked = [(key, attempt) for attempt in attempts if (key := rank(attempt)) is not None]
     return [attempt for _, attempt in sorted(ranked, key=lambda pair: pair[0])[:limit]]
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
 
 
 def _rate_text(rate: Rate | None) -> str:

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from refcal.metrics.agreement import ReviewSummary
 from refcal.metrics.pressure import PressureMetrics, SurvivalPoint
+from refcal.metrics.rates import percent
 from refcal.metrics.summary import AS_WRITTEN, GroundedMetrics, Metrics, Rate
 from refcal.receipts import Receipt
 
@@ -15,7 +16,7 @@ from refcal.receipts import Receipt
 def _cell(rate: Rate | None) -> str:
     if rate is None or rate.value is None:
         return "—"
-    return f"{100 * rate.value:.1f}% [{100 * (rate.ci_low or 0):.0f}–{100 * (rate.ci_high or 0):.0f}] n={rate.n}"
+    return f"{percent(rate.value)} [{percent(rate.ci_low or 0, 0, '')}–{percent(rate.ci_high or 0, 0, '')}] n={rate.n}"
 
 
 def print_summary(receipt: Receipt, console: Console | None = None) -> None:
@@ -64,12 +65,12 @@ def survival_text(point: SurvivalPoint) -> str:
     if point.value is None:
         return "— (none observed)"
     low, high = point.ci_low, point.ci_high
-    interval = f" [{100 * low:.0f}–{100 * high:.0f}]" if low is not None and high is not None else ""
-    return f"{100 * point.value:.1f}%{interval} at risk {point.at_risk}, broke {point.breaks}"
+    interval = f" [{percent(low, 0, '')}–{percent(high, 0, '')}]" if low is not None and high is not None else ""
+    return f"{percent(point.value)}{interval} at risk {point.at_risk}, broke {point.breaks}"
 
 
-def _percent(rate: Rate | None) -> str:
-    return "—" if rate is None or rate.value is None else f"{100 * rate.value:.0f}"
+def _share(rate: Rate | None) -> float | None:
+    return None if rate is None else rate.value
 
 
 def print_break_map(metrics: Metrics, console: Console) -> None:
@@ -84,7 +85,8 @@ def print_break_map(metrics: Metrics, console: Console) -> None:
     grid.add_column("all (Wilson 95 %)", no_wrap=True)
     for family, row in metrics.per_family.items():
         by_class = metrics.per_family_class.get(family, {})
-        cells = [f"{_percent(by_class[klass].refusal_rate)}/{_percent(by_class[klass].false_refusal_rate)}"
+        cells = [f"{percent(_share(by_class[klass].refusal_rate), 0, '')}/"
+                 f"{percent(_share(by_class[klass].false_refusal_rate), 0, '')}"
                  if klass in by_class else "—" for klass in classes]
         grid.add_row(family, *cells, f"{_cell(row.refusal_rate)}\n{_cell(row.false_refusal_rate)}")
     console.print(grid)

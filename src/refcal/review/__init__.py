@@ -1,0 +1,1 @@
+"""Human review: the queue, the page, and the labels that flow back into the judges."""

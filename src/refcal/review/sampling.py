@@ -20,8 +20,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel
 
 from refcal.judges.markers import MarkersJudge
-from refcal.metrics.pressure import BROKEN, REFUSED
-from refcal.records import Attempt, RunRecord
+from refcal.records import GAVE_WAY, REFUSAL_SIDE, Attempt, RunRecord
 
 REASONS = ("drill_sample", "break_point", "lane_disagreement", "low_confidence", "stratified")
 LOW_CONFIDENCE = 0.7
@@ -43,7 +42,7 @@ def stratified_sample(attempts: Sequence[Attempt], seed: str, size: int) -> list
     strata: dict[tuple[str, str], list[Attempt]] = {}
     for attempt in attempts:
         if attempt.verdict is not None and attempt.verdict.label != "undetermined":
-            side = "refusal" if attempt.verdict.label in REFUSED else "compliance"
+            side = "refusal" if attempt.verdict.label in REFUSAL_SIDE else "compliance"
             strata.setdefault((attempt.variant.expect, side), []).append(attempt)
     rng = random.Random(seed)
     pools = [rng.sample(group, len(group)) for _, group in sorted(strata.items())]
@@ -65,7 +64,7 @@ def break_points(attempts: Sequence[Attempt]) -> list[Attempt]:
     points = []
     for turns in by_conversation.values():
         turns.sort(key=lambda attempt: attempt.variant.turn or 0)
-        wanted = BROKEN if turns[0].variant.expect == "refuse" else REFUSED
+        wanted = GAVE_WAY if turns[0].variant.expect == "refuse" else REFUSAL_SIDE
         hit = next((turn for turn in turns if turn.verdict is not None and turn.verdict.label in wanted), None)
         if hit is not None:
             points.append(hit)
@@ -80,7 +79,7 @@ def lanes_disagree(attempt: Attempt, markers: MarkersJudge) -> bool:
     second = markers.judge(attempt.variant.prompt, attempt.response)
     if second.label == "undetermined":
         return False
-    return (verdict.label in REFUSED) != (second.label in REFUSED)
+    return (verdict.label in REFUSAL_SIDE) != (second.label in REFUSAL_SIDE)
 
 
 def low_confidence(attempt: Attempt) -> bool:

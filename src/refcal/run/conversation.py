@@ -17,8 +17,8 @@ from typing import Protocol
 from refcal.bench.items import Item
 from refcal.clock import utc_now
 from refcal.drills.attacker import AttackerError
-from refcal.metrics.pressure import BROKEN, SEED
-from refcal.records import Attempt, Message, Script, Variant
+from refcal.metrics.pressure import SEED
+from refcal.records import GAVE_WAY, Attempt, Message, Script, Variant
 
 Step = Callable[[Variant], Awaitable[Attempt]]
 Record = Callable[[Attempt], Awaitable[None]]
@@ -66,7 +66,7 @@ def is_final(attempt: Attempt, turns: int, to_end: bool) -> bool:
     assert attempt.variant.turn is not None
     if attempt.is_error or attempt.variant.turn >= turns:
         return True
-    broke = attempt.verdict is not None and attempt.verdict.label in BROKEN
+    broke = attempt.verdict is not None and attempt.verdict.label in GAVE_WAY
     return attempt.variant.expect == "refuse" and broke and not to_end
 
 

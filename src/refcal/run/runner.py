@@ -139,7 +139,7 @@ async def _attempt_async(variant: Variant, target: Target, judge: Judge, cache: 
 async def judge_safely_async(judge: Judge, prompt: str, completion: Completion) -> Verdict:
     """A judge that crashes yields `undetermined` with the reason, never a side."""
     try:
-        return await judge.judge_async(prompt, completion.text)
+        return (await judge.judge_batch([(prompt, completion.text)]))[0]
     except Exception as error:
         return Verdict(label="undetermined", score=0.0, lane=judge.name,
                        reason=f"judge error: {type(error).__name__}: {error}")

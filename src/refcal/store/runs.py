@@ -28,7 +28,7 @@ from refcal.records import (
     RunRecord,
     RunStatus,
 )
-from refcal.store.database import open_database
+from refcal.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,21 +69,10 @@ CREATE TABLE IF NOT EXISTS cache (
 """
 
 
-class Store:
+class Store(Database):
     """A handle on one run database file."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_database(self.path, SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    SCHEMA = SCHEMA
 
     def create_run(self, run: RunRecord) -> RunRecord:
         self._db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
@@ -169,9 +158,6 @@ class Store:
 
     def count_attempts(self, run_id: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ?", (run_id,)).fetchone()[0]
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -268,14 +254,3 @@ def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None
         future.set_result(None)
     else:
         future.set_exception(outcome)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

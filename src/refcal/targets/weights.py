@@ -1,10 +1,12 @@
-"""Where a base model's weights are, from a target spec: the one resolution SFT and direction editing share."""
+"""A base model's weights from a target spec: where they are, how they load into transformers, and their digest.
+The one place SFT and direction editing find and load a base."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,31 @@ def base_location(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+@dataclass(frozen=True)
+class BaseWeights:
+    """Where a base spec's weights are: a directory, and the GGUF file in it when the base is one."""
+
+    spec: str
+    directory: Path
+    gguf_file: str | None
+
+    @property
+    def path(self) -> Path:
+        return self.directory / self.gguf_file if self.gguf_file else self.directory
+
+
+def resolve_base(spec: str) -> BaseWeights:
+    """The weights of a base spec (see `base_location`); TargetSpecError for a bad spec or a missing path."""
+    directory, gguf_file = base_location(spec)
+    return BaseWeights(spec, directory, gguf_file)
+
+
 def base_digest(spec: str) -> str:
     """The weights digest of a base spec, as its target would fingerprint it (the key of readiness records)."""
-    directory, gguf = base_location(spec)
-    return weights_digest(directory / gguf if gguf else directory)
+    return weights_digest(resolve_base(spec).path)
 
 
-def load_dense(spec: str, directory: Path, gguf_file: str | None, dtype: Any, error: type[Exception],
-               template_use: str) -> tuple[Any, Any]:
+def load_dense(base: BaseWeights, dtype: Any, error: type[Exception], template_use: str) -> tuple[Any, Any]:
     """(model, tokenizer) from local files only, never with remote code, a GGUF dequantized to plain dense
     weights (a model left in GGUF blocks can be neither trained, edited nor saved as safetensors); `error`
     naming the spec when they cannot be loaded or the tokenizer has no chat template (`template_use` says why
@@ -49,18 +68,18 @@ def load_dense(spec: str, directory: Path, gguf_file: str | None, dtype: Any, er
 
     options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     model_options: dict[str, Any] = {"dtype": dtype}
-    if gguf_file is not None:
-        options["gguf_file"] = gguf_file
+    if base.gguf_file is not None:
+        options["gguf_file"] = base.gguf_file
         model_options["quantization_config"] = transformers.GgufConfig(dequantize=True)
     try:
-        config = transformers.AutoConfig.from_pretrained(directory, **options)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, config=config, **options)
-        model = transformers.AutoModelForCausalLM.from_pretrained(directory, config=config, **options,
+        config = transformers.AutoConfig.from_pretrained(base.directory, **options)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base.directory, config=config, **options)
+        model = transformers.AutoModelForCausalLM.from_pretrained(base.directory, config=config, **options,
                                                                   **model_options)
     except Exception as failure:
-        raise error(f"transformers could not load the base {spec}: {failure}") from failure
+        raise error(f"transformers could not load the base {base.spec}: {failure}") from failure
     if not getattr(tokenizer, "chat_template", None):
-        raise error(f"{spec} has no chat template: {template_use}")
+        raise error(f"{base.spec} has no chat template: {template_use}")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

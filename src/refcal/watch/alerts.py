@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from refcal.clock import utc_now
 from refcal.redact import redact
-from refcal.store.database import open_database
+from refcal.store.database import Database
 from refcal.watch.control import Breach
 
 AlertStatus = Literal["pending", "delivered", "failed"]
@@ -210,21 +210,10 @@ class WebhookSink:
         return DeliveryResult(delivered=False, tries=self.tries, error=error)
 
 
-class Outbox:
+class Outbox(Database):
     """Alerts kept in the store's database until every sink has them."""
 
-    def __init__(self, store_path: str | Path) -> None:
-        self.path = Path(store_path)
-        self._db = open_database(self.path, SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    SCHEMA = SCHEMA
 
     def put(self, alert: Alert) -> bool:
         """Keep `alert` until delivered; False when the same alert (same id) is already kept."""

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -50,7 +49,7 @@ from refcal.metrics.rates import Rate
 from refcal.promote.evidence import read_evidence
 from refcal.receipts import Receipt, receipt_digest
 from refcal.redact import redact
-from refcal.store.database import open_database
+from refcal.store.database import Database
 from refcal.watch.control import Breach, ChartPoint
 
 EntryStatus = Literal["open", "acked", "resolved"]
@@ -199,31 +198,10 @@ def promotion_problem(receipt: Receipt, receipt_path: Path, promotion: Path | No
     return None
 
 
-class Ledger:
+class Ledger(Database):
     """The drift ledger in the store's database."""
 
-    def __init__(self, store_path: str | Path) -> None:
-        self.path = Path(store_path)
-        self._db = open_database(self.path, SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    SCHEMA = SCHEMA
 
     def open(self, breach: Breach, evidence: Sequence[str] = ()) -> Entry:
         """The entry `breach` belongs to: the unresolved one of its metric and segment, with this breach and

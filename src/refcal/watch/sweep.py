@@ -33,164 +33,66 @@ import json
 import random
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, TypeAdapter
+from typing import Any
 
 from refcal.clock import utc_now
 from refcal.errors import StoreError
-from refcal.records import Verdict
+from refcal.judges.base import Judge, judge_rows
+from refcal.judges.markers import MarkersJudge
+from refcal.records import REFUSAL_SIDE, Verdict
 from refcal.redact import redact
-from refcal.store.database import open_database
+from refcal.store.database import open_database, transaction
 from refcal.watch.alerts import Alert, AlertSample, Outbox, Sink
-from refcal.watch.control import Breach, ChartPoint, Monitor, WindowCount
+from refcal.watch.control import Monitor, WindowCount
 from refcal.watch.exchanges import Exchange, FieldMap, LineError, parse_field_map, parse_line
 from refcal.watch.ledger import Ledger
-from refcal.watch.prefilter import FastMarkers
 from refcal.watch.refusal_class import RefusalClass, RefusalClassifier
+from refcal.watch.sweep_state import (
+    LIKELY_FALSE,
+    MAX_RAW_CHARS,
+    MAX_SAMPLE_CHARS,
+    OTHER,
+    REFUSAL,
+    SCHEMA,
+    STATE_JSON,
+    STATE_VERSION,
+    OpenWindow,
+    PassReport,
+    SweepJudge,
+    SweepSettings,
+    SweepState,
+    Totals,
+)
 from refcal.watch.tail import MAX_LINE_BYTES, Batch, Tail, save_cursors
 
-SweepJudge = Literal["cascade", "markers"]
-REFUSAL, LIKELY_FALSE = "refusal", "likely_false_refusal"
-REFUSED = frozenset({"refusal", "partial_refusal"})
-STATE_VERSION = 1
-MAX_SAMPLE_CHARS = 4000
-MAX_RAW_CHARS = 2000
-OTHER = "other"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS watch_state (
-    name TEXT PRIMARY KEY,
-    data TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS watch_quarantine (
-    name TEXT NOT NULL,
-    file TEXT NOT NULL,
-    line INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    quarantined_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS watch_review_pool (
-    name TEXT NOT NULL,
-    stratum TEXT NOT NULL,
-    slot INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (name, stratum, slot)
-);
-"""
+__all__ = [
+    "LIKELY_FALSE",
+    "OTHER",
+    "REFUSAL",
+    "SCHEMA",
+    "STATE_VERSION",
+    "OpenWindow",
+    "PassReport",
+    "Sweep",
+    "SweepJudge",
+    "SweepSettings",
+    "SweepState",
+    "Totals",
+    "connect",
+    "make_sweep_judge",
+]
 
 
-class SweepSettings(BaseModel):
-    """What one sweep watches and how."""
-
-    logs: list[Path]
-    store: Path
-    window: int = Field(default=500, ge=1)
-    """Exchanges per window, per segment."""
-    judge: SweepJudge = "cascade"
-    fields: str | None = None
-    """A --map text (FIELD=dotted.path,…); None reads the OpenAI chat shape."""
-    baseline_windows: int = Field(default=10, ge=1)
-    keep_text: bool = False
-    """Keep raw text in alerts, the review pool and quarantine (redacted otherwise)."""
-    name: str = "default"
-    """Sweeps of different logs into one store keep apart state under different names."""
-    review_every: int = Field(default=3, ge=1)
-    review_size: int = Field(default=30, ge=1)
-    samples: int = Field(default=5, ge=0)
-    """Exchanges kept per window and metric to show in an alert."""
-    max_segments: int = Field(default=50, ge=1)
-    """Distinct routes (and classes) watched; later ones count as `route:other` (`other`)."""
-
-
-@dataclass(slots=True)
-class OpenWindow:
-    """The window of one segment being filled."""
-
-    index: int = 0
-    start: str = ""
-    end: str = ""
-    seen: int = 0
-    """Exchanges counted in it (judged or undetermined)."""
-    n: int = 0
-    """Judged ones: the denominator of both rates."""
-    undetermined: int = 0
-    refusals: int = 0
-    likely_false: int = 0
-    samples: dict[str, list[AlertSample]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Totals:
-    lines: int = 0
-    blank: int = 0
-    malformed: int = 0
-    errors: int = 0
-    """Exchanges whose upstream failed (no response)."""
-    exchanges: int = 0
-    undetermined: int = 0
-    refusals: int = 0
-    likely_false: int = 0
-    warranted: int = 0
-    unclear: int = 0
-    windows: int = 0
-    breaches: int = 0
-    review_runs: int = 0
-
-
-@dataclass
-class SweepState:
-    """Everything a restart needs, committed with the cursors of the lines it reflects."""
-
-    version: int = STATE_VERSION
-    passes: int = 0
-    totals: Totals = field(default_factory=Totals)
-    windows: dict[str, OpenWindow] = field(default_factory=dict)
-    monitors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """'metric|segment' → Monitor.state()."""
-    segments: dict[str, list[str]] = field(default_factory=dict)
-    """'route' / 'class' → names watched so far (at most max_segments each)."""
-    review_seen: dict[str, int] = field(default_factory=dict)
-    """Stratum → refusals offered to its reservoir since the last review run."""
-    pending_points: list[ChartPoint] = field(default_factory=list)
-    pending_alerts: list[Alert] = field(default_factory=list)
-
-
-_STATE = TypeAdapter(SweepState)
-
-
-class PassReport(BaseModel):
-    """What one pass did."""
-
-    number: int
-    lines: int = 0
-    exchanges: int = 0
-    malformed: int = 0
-    refusals: int = 0
-    likely_false: int = 0
-    windows: int = 0
-    breaches: list[Breach] = []
-    delivered: int = 0
-    review_run: str | None = None
-    notes: list[str] = []
-    stopped: bool = False
-    """Stopped between batches on request; the rest is read next time."""
-
-
-def make_sweep_judge(name: SweepJudge) -> Any:
-    """`markers`: the fast lanes only (the markers lane with its prefilter). `cascade`: the default judge, its
-    markers lane swapped for the same lane with the prefilter (same verdicts, same version)."""
+def make_sweep_judge(name: SweepJudge) -> Judge:
+    """`markers`: the markers lane alone (its literal search skips most answers). `cascade`: the default judge,
+    whose markers lane is the same lane."""
     if name == "markers":
-        return FastMarkers()
+        return MarkersJudge()
     from refcal.judges import make_judge
 
-    judge = make_judge("cascade")
-    judge.markers = FastMarkers()  # type: ignore[attr-defined]
-    return judge
+    return make_judge("cascade")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -218,12 +120,12 @@ class Sweep:
 
     Args:
         settings: what to watch.
-        judge: anything with `judge_many(pairs)` (default: make_sweep_judge(settings.judge)).
+        judge: a Judge (default: make_sweep_judge(settings.judge)).
         classifier: refusal classes (default: built from the shipped benches on first use).
         sinks: where alerts go (refcal.watch.alerts); alerts stay in the outbox until every sink has them.
     """
 
-    def __init__(self, settings: SweepSettings, judge: Any | None = None,
+    def __init__(self, settings: SweepSettings, judge: Judge | None = None,
                  classifier: RefusalClassifier | None = None, sinks: Sequence[Sink] = ()) -> None:
         self.settings = settings
         self.fields: FieldMap = parse_field_map(settings.fields)
@@ -307,10 +209,10 @@ class Sweep:
     def _judge(self, parsed: list[tuple[Exchange, int]], source: str, now: str) -> list[_Judged]:
         answered = [(exchange, line) for exchange, line in parsed if exchange.response is not None]
         self.state.totals.errors += len(parsed) - len(answered)
-        verdicts = self.judge.judge_many([(exchange.prompt, exchange.response) for exchange, _ in answered])
+        verdicts = judge_rows(self.judge, [(exchange.prompt, exchange.response or "") for exchange, _ in answered])
         judged = [_Judged(exchange, source, line, exchange.time or now, verdict)
                   for (exchange, line), verdict in zip(answered, verdicts, strict=True)]
-        refused = [item for item in judged if item.verdict.label in REFUSED]
+        refused = [item for item in judged if item.verdict.label in REFUSAL_SIDE]
         if refused:
             classes = self.classifier.classify_many([item.exchange.prompt for item in refused],
                                                     [item.exchange.risk for item in refused])
@@ -349,7 +251,7 @@ class Sweep:
         totals = self.state.totals
         totals.exchanges += 1
         label = item.verdict.label
-        refused = label in REFUSED
+        refused = label in REFUSAL_SIDE
         likely_false = item.refusal_class == "likely_false"
         if label == "undetermined":
             totals.undetermined += 1
@@ -440,8 +342,7 @@ class Sweep:
 
     def _commit(self, batch: Batch, quarantine: list[tuple[str, int, str, bytes]]) -> None:
         now = utc_now()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             save_cursors(self.db, batch)
             self.db.executemany("INSERT INTO watch_quarantine VALUES (?, ?, ?, ?, ?, ?)",
                                 [(self.settings.name, file, line, reason, self._raw(raw), now)
@@ -449,10 +350,6 @@ class Sweep:
             self.db.executemany("INSERT OR REPLACE INTO watch_review_pool VALUES (?, ?, ?, ?)",
                                 [(self.settings.name, *write) for write in self._pool_writes])
             self._save_state()
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
         self._pool_writes = []
 
     def _raw(self, raw: bytes) -> str:
@@ -462,13 +359,13 @@ class Sweep:
     def _save_state(self) -> None:
         self.state.monitors = {key: monitor.state() for key, monitor in self._monitors.items()}
         self.db.execute("INSERT OR REPLACE INTO watch_state VALUES (?, ?, ?)",
-                        (self.settings.name, _STATE.dump_json(self.state).decode(), utc_now()))
+                        (self.settings.name, STATE_JSON.dump_json(self.state).decode(), utc_now()))
 
     def _load_state(self) -> SweepState:
         row = self.db.execute("SELECT data FROM watch_state WHERE name = ?", (self.settings.name,)).fetchone()
         if row is None:
             return SweepState()
-        state = _STATE.validate_json(row[0])
+        state = STATE_JSON.validate_json(row[0])
         if state.version != STATE_VERSION:
             raise ValueError(f"sweep state '{self.settings.name}' in {self.settings.store} has version "
                              f"{state.version}, not {STATE_VERSION}")
@@ -492,17 +389,12 @@ class Sweep:
         number = self.state.passes + 1
         if number % self.settings.review_every == 0:
             report.review_run = self._write_review_run(number)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             if number % self.settings.review_every == 0:
                 self.db.execute("DELETE FROM watch_review_pool WHERE name = ?", (self.settings.name,))
                 self.state.review_seen = {}
             self.state.passes = number
             self._save_state()
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def _write_review_run(self, number: int) -> str | None:
         from refcal.watch.review_run import write_review_run
