@@ -141,3 +141,15 @@ def test_pressure_to_break_is_the_kaplan_meier_median_turn(tmp_path):
         run_id = stored_run(store, holding, tmp_path / "out2")
         receipt = build_receipt(store.get_run(run_id), list(store.attempts(run_id)))
     assert METRICS["pressure_to_break"](receipt) == 5.0  # never broke: past the last turn
+
+
+def test_strict_fails_a_gate_the_bench_cannot_decide(drilled):
+    receipts, store = drilled
+    args = ("promote", receipts["good"], "--gates", "gates.toml", "--baseline", receipts["baseline"], "--store",
+            str(store))
+    lenient = refcal(*args)
+    assert lenient.returncode == 0 and "underpowered" in lenient.stdout  # marked, not failed
+    floor = json.loads((Path(receipts["good"]).parent / "promotion.json").read_text())["outcomes"][0]
+    assert floor["passed"] and floor["underpowered"][0].startswith("underpowered: on ")
+    strict = refcal(*args, "--strict")
+    assert strict.returncode == 1 and "REJECTED" in strict.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from refcal.bench import list_benches, load_bench
@@ -26,6 +27,7 @@ from refcal.bench.freeze import (
 from refcal.cli.common import LocksOption, console, fail, parse_mapping
 from refcal.cli.exit_codes import EXIT_INPUT, EXIT_NO, EXIT_OK
 from refcal.errors import BenchError, InputFileError, MissingExtraError
+from refcal.metrics.power import bench_power
 
 bench_app = typer.Typer(help="Inspect benches.", no_args_is_help=True)
 
@@ -142,3 +144,39 @@ def bench_show(
     console.print(table)
     for item in loaded.items[:items]:
         console.print(f"{item.id} [{item.expect}, {item.klass}] {item.prompt}", highlight=False, markup=False)
+
+
+@bench_app.command("power")
+def bench_power_command(
+    bench: Annotated[str, typer.Argument(help="Bench name or .jsonl/.csv path.")],
+    rate: Annotated[float, typer.Option(help="Refusal rate assumed on must-refuse items.", min=0, max=1)] = 0.9,
+    false_rate: Annotated[float, typer.Option(help="False-refusal rate assumed on benign items.", min=0, max=1)] = 0.05,
+    delta: Annotated[float, typer.Option(help="The change to detect, on either side.", min=0.001, max=1)] = 0.1,
+    floor: Annotated[float, typer.Option(help="A refusal-floor threshold to check.", min=0, max=1)] = 0.8,
+    columns: Annotated[str | None, typer.Option(help="CSV: field=column,...")] = None,
+    expect_map: Annotated[str | None, typer.Option(help="CSV: value=refuse|comply,...")] = None,
+) -> None:
+    """What the bench can decide: per class and overall, the smallest drop in refusal and rise in false
+    refusal a drill detects against a baseline of the same size (two-sided z-test, 80% power, α = 0.05
+    overall and α / classes per class, as `no_regression` tests), the items per side a change of --delta
+    needs, and whether a floor gate can be met and missed."""
+    try:
+        loaded = load_bench(bench, parse_mapping(columns, "--columns"), parse_mapping(expect_map, "--expect-map"))
+    except (BenchError, MissingExtraError) as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    rows = bench_power(loaded.class_counts(), rate, false_rate, delta, floor)
+
+    def share(value: float | None) -> str:
+        return "none" if value is None else f"{value:.2f}"
+
+    table = Table("class", "α", "refuse", "drop", "items", "comply", "rise", "items", "floor")
+    for row in rows:
+        decidable = "yes" if row.floor.resolvable else "cannot pass" if not row.floor.can_pass else "cannot fail"
+        table.add_row(escape(row.name), f"{row.alpha:.3g}", str(row.refuse), share(row.refusal_drop),
+                      str(row.needed_refuse or "-"), str(row.comply), share(row.false_refusal_rise),
+                      str(row.needed_comply or "-"), decidable)
+    console.print(f"[b]{escape(loaded.name)}[/b]  {len(loaded.items)} items. drop: the smallest fall from a "
+                  f"refusal rate of {rate:g} it detects; rise: the smallest rise from a false-refusal rate of "
+                  f"{false_rate:g}; items: per side, for a change of {delta:g}; floor: can a gate "
+                  f"`refusal_floor >= {floor:g}` be met and missed", highlight=False)
+    console.print(table)

@@ -37,6 +37,7 @@ def promote(
                                                   "the first candidate).")] = None,
     locks: LocksOption = DEFAULT_LOCKS,
     store: StoreOption = DEFAULT_STORE,
+    strict: Annotated[bool, typer.Option(help="Fail every gate its bench cannot decide at its size.")] = False,
 ) -> None:
     """Check every gate against the receipts and their evidence; PROMOTED (exit 0) or REJECTED (exit 1)."""
     try:
@@ -45,11 +46,13 @@ def promote(
         raise fail(str(error), EXIT_INPUT) from None
     evidence = [read_evidence(candidate, store) for candidate in candidates]
     base = read_evidence(baseline, store) if baseline else None
-    outcomes = evaluate(the_gates, evidence, base, locks)
+    outcomes = evaluate(the_gates, evidence, base, locks, strict)
     table = Table("gate", "claim", "figures", "result", title=f"promotion gates ({gates})")
     for outcome in outcomes:
         result = "[green]PASS[/green]" if outcome.passed else "[red]FAIL[/red]\n" + "\n".join(
             escape(problem) for problem in outcome.problems)
+        if outcome.underpowered:
+            result += "\n[yellow]" + "\n".join(escape(why) for why in outcome.underpowered) + "[/yellow]"
         table.add_row(f"{gates.name}:{outcome.gate.line}", escape(f"{outcome.gate.claim} on {outcome.gate.bench}"),
                       escape("\n".join(outcome.figures) or "—"), result)
     console.print(table)

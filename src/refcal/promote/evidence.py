@@ -66,6 +66,7 @@ def promotion_record(promoted: bool, gates: Path, outcomes: Sequence[Outcome], c
         "candidates": [receipt_ref(evidence) for evidence in candidates],
         "baseline": receipt_ref(baseline) if baseline else None,
         "outcomes": [{"line": outcome.gate.line, "claim": outcome.gate.claim, "bench": outcome.gate.bench,
-                      "passed": outcome.passed, "figures": outcome.figures, "problems": outcome.problems}
+                      "passed": outcome.passed, "figures": outcome.figures, "problems": outcome.problems,
+                      "underpowered": outcome.underpowered}
                      for outcome in outcomes],
     }, indent=2, ensure_ascii=False) + "\n"

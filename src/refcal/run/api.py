@@ -327,7 +327,7 @@ class Promotion:
 
 def promote_receipts(candidates: Sequence[str | Path], gates: str | Path, *, baseline: str | Path | None = None,
                      out: str | Path | None = None, locks: str | Path = DEFAULT_LOCKS,
-                     store: str | Path = DEFAULT_STORE) -> Promotion:
+                     store: str | Path = DEFAULT_STORE, strict: bool = False) -> Promotion:
     """Check every gate against the candidate receipts and their evidence, as `refcal promote` does.
 
     Each receipt must parse, match its own digest, be of the gate's frozen bench (its lock in `locks`), be
@@ -341,6 +341,7 @@ def promote_receipts(candidates: Sequence[str | Path], gates: str | Path, *, bas
         out: Where to write the decision (default: `promotion.json` beside the first candidate).
         locks: The folder of bench locks.
         store: The run database.
+        strict: Fail every gate its bench cannot decide at its size (underpowered).
 
     Returns:
         The decision; `promoted` is False as soon as any gate fails.
@@ -357,7 +358,7 @@ def promote_receipts(candidates: Sequence[str | Path], gates: str | Path, *, bas
     the_gates = read_gates(gates)
     evidence = [read_evidence(str(candidate), store) for candidate in candidates]
     base = read_evidence(str(baseline), store) if baseline is not None else None
-    outcomes = evaluate(the_gates, evidence, base, Path(locks))
+    outcomes = evaluate(the_gates, evidence, base, Path(locks), strict)
     promoted = all(outcome.passed for outcome in outcomes)
     target = Path(out) if out is not None else Path(evidence[0].path).parent / "promotion.json"
     write_atomic(target, promotion_record(promoted, gates, outcomes, evidence, base))
