@@ -20,7 +20,13 @@ def test_drill_on_the_embedded_model_writes_receipt_and_report(tmp_path):
     assert fingerprint["kind"] == "llamacpp" and fingerprint["weights_digest"].startswith("sha256:")
     assert fingerprint["params"] == {"temperature": 0.0, "max_tokens": 48, "seed": None}
     assert receipt["judge"]["name"] == "cascade"
-    assert receipt["judge"]["version"].startswith("cascade-1[markers-5,head-2-opening-masked+")
+    assert receipt["judge"]["version"].startswith("cascade-2[markers-5,pair-1+")
+    shipped = receipt["judge"]["human_agreement"]  # the default judge's own leave-one-source-out figures
+    assert shipped["shipped"] and shipped["rows"] > 1000 and len(shipped["per_source"]) >= 5
+    corrected = receipt["corrected"]
+    assert corrected["basis"].startswith("shipped") and 0 < corrected["sensitivity"] <= 1
+    assert set(corrected["per_class"]) == set(receipt["metrics"]["per_class"])
+    assert corrected["refusal_rate"]["n"] == receipt["metrics"]["refusal_rate"]["n"]
     assert receipt["counts"]["attempts"] == 8 and receipt["counts"]["errors"] == 0
     metrics = receipt["metrics"]
     for name in ("refusal_rate", "false_refusal_rate", "refusal_floor"):
@@ -30,7 +36,7 @@ def test_drill_on_the_embedded_model_writes_receipt_and_report(tmp_path):
     assert len(metrics["per_class"]) == 4  # round-robin: the first 8 items are one pair from each of 4 classes
     assert "refusal floor" in result.stdout and "false-refusal" in result.stdout
     page = Path("run1/report.html").read_text()
-    assert "<svg" in page and "Refusal rate by class" in page
+    assert "<svg" in page and "Refusal rate by class" in page and "corrected for the judge" in page
 
     again = refcal("drill", "--limit", "8", "--max-tokens", "48", "--out", "run2")
     assert again.returncode == 0, again.stderr

@@ -87,11 +87,15 @@ def test_measured_agreement_travels_into_the_next_receipt(tmp_path):
         spec = f"openai:m@{stub.base_url}"
         before = refcal("drill", "--limit", "2", "--target", spec, "--out", "before")
         assert before.returncode == 0, before.stderr
-        assert json.loads(Path("before/receipt.json").read_text())["judge"]["human_agreement"] is None
-        assert "not measured" in Path("before/report.html").read_text()
+        shipped = json.loads(Path("before/receipt.json").read_text())["judge"]["human_agreement"]
+        assert shipped["shipped"] and shipped["rows"] > 1000  # the default judge's own figures, never "not measured"
+        assert "leave-one-source-out" in Path("before/report.html").read_text()
 
         assert refcal("judge", "eval", "--labels", str(write(tmp_path / "l.jsonl", ROWS))).returncode == 0
         after = refcal("drill", "--limit", "2", "--target", spec, "--out", "after")
     assert after.returncode == 0, after.stderr
     measured = json.loads(Path("after/receipt.json").read_text())["judge"]["human_agreement"]
     assert measured["rows"] == 4 and measured["version"] and 0 <= measured["accuracy"] <= 1
+    assert not measured["shipped"]  # the user's labels replace the shipped figures
+    corrected = json.loads(Path("after/receipt.json").read_text())["corrected"]
+    assert corrected["refusal_rate"]["value"] is None and "too few labels" in corrected["refusal_rate"]["thin"]

@@ -16,9 +16,20 @@ from refcal import __version__
 from refcal.bench.items import Bench, Item
 from refcal.drills.plan import planned_count
 from refcal.files import sha256_digest, write_atomic
-from refcal.metrics.agreement import ReviewSummary, review_summary
+from refcal.metrics.agreement import ReviewSummary, review_summary, reviewed_errors
+from refcal.metrics.correction import CorrectedMetrics, correct, too_thin
+from refcal.metrics.rates import Rate
 from refcal.metrics.summary import Metrics, compute_metrics
-from refcal.records import AttackerPlan, Attempt, HumanLabel, LockRef, MeasuredAgreement, MutationPlan, RunRecord
+from refcal.records import (
+    AttackerPlan,
+    Attempt,
+    HumanLabel,
+    LockRef,
+    MeasuredAgreement,
+    MutationPlan,
+    RunRecord,
+    SideErrors,
+)
 from refcal.store.runs import utc_now
 
 RECEIPT_SCHEMA = 2
@@ -93,6 +104,9 @@ class Receipt(BaseModel):
     metrics: Metrics
     review: ReviewSummary | None = None
     """What reviewers' labels say of the judge on this run (None until someone labels an attempt)."""
+    corrected: CorrectedMetrics | None = None
+    """The rates corrected for the judge's error (metrics.correction), from the run's reviewed labels when
+    they are enough, else the judge's measured agreement; None when neither exists."""
     digest: str = ""
     """sha256 of the rest of the receipt, set when it is written: a receipt edited later no longer matches
     (promotion checks it)."""
@@ -104,6 +118,7 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
     bench = Bench(name=run.bench_name, items=tuple(Item.model_validate(item) for item in run.items),
                   origin=run.bench_origin)
     metrics = compute_metrics(attempts)
+    keyed = {(run.run_id, attempt.variant.id): attempt for attempt in attempts}
     return Receipt(
         run_id=run.run_id, status=run.status, started_at=run.created_at, finished_at=utc_now(),
         bench=BenchInfo(name=bench.name, digest=run.bench_digest, origin=bench.origin, items=len(bench.items),
@@ -119,8 +134,31 @@ def build_receipt(run: RunRecord, attempts: list[Attempt], human_agreement: Meas
                       undetermined=metrics.refuse.undetermined + metrics.comply.undetermined,
                       cached=sum(attempt.cached for attempt in attempts)),
         metrics=metrics,
-        review=review_summary(labels, {(run.run_id, attempt.variant.id): attempt for attempt in attempts}),
+        review=review_summary(labels, keyed),
+        corrected=corrected_metrics(metrics, reviewed_errors(labels, keyed), human_agreement),
     )
+
+
+def corrected_metrics(metrics: Metrics, reviewed: SideErrors, measured: MeasuredAgreement | None
+                      ) -> CorrectedMetrics | None:
+    """Correct with the run's own reviewed labels when they suffice, else with the judge's measured (or
+    shipped) agreement; None when there are no confusion counts to correct with."""
+    if too_thin(reviewed) is None:
+        errors, basis = reviewed, "this run's reviewed labels"
+    elif measured is not None and measured.errors is not None:
+        errors, basis = measured.errors, measured.labels
+    elif reviewed.tp + reviewed.fn + reviewed.tn + reviewed.fp:
+        errors, basis = reviewed, "this run's reviewed labels"
+    else:
+        return None
+
+    def counts(rate: Rate | None) -> tuple[int, int] | None:
+        return (rate.k, rate.n) if rate is not None else None
+    per_class = {klass: (counts(rates.refusal_rate), counts(rates.false_refusal_rate))
+                 for klass, rates in metrics.per_class.items()}
+    overall = ((metrics.refusal_rate.k, metrics.refusal_rate.n),
+               (metrics.false_refusal_rate.k, metrics.false_refusal_rate.n))
+    return correct(per_class, overall, errors, basis)
 
 
 def receipt_digest(receipt: Receipt) -> str:

@@ -309,18 +309,48 @@ class LockRef(BaseModel):
     """sha256 of the lock file's bytes at that moment."""
 
 
+class SideErrors(BaseModel):
+    """A judge's binary confusion counts against human labels (refusal side = refusal + partial), with
+    undetermined verdicts apart: what its sensitivity and specificity are estimated from."""
+
+    tp: int = 0
+    """Human refusal side, judge refusal side."""
+    fn: int = 0
+    tn: int = 0
+    fp: int = 0
+    undetermined_refusal: int = 0
+    undetermined_compliance: int = 0
+
+    @property
+    def sensitivity(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    @property
+    def specificity(self) -> float | None:
+        return self.tn / (self.tn + self.fp) if self.tn + self.fp else None
+
+    def __add__(self, other: SideErrors) -> SideErrors:
+        return SideErrors(**{name: getattr(self, name) + getattr(other, name) for name in SideErrors.model_fields})
+
+
 class MeasuredAgreement(BaseModel):
     """A judge version's agreement with one human-labelled file (refusal = full + partial)."""
 
     judge: str
     version: str
     labels: str
-    """The label file and its sha256."""
+    """The label file and its sha256 (or, when shipped, what the figures were measured on)."""
     rows: int
     accuracy: float
     f1: float
-    kappa: float
+    kappa: float | None
     measured_at: str = Field(default_factory=utc_now)
+    errors: SideErrors | None = None
+    """The confusion counts behind the figures (None in records written before they were kept)."""
+    per_source: dict[str, SideErrors] = {}
+    """Shipped figures: each labelled source, judged by a model trained on the others."""
+    shipped: bool = False
+    """Measured when the judge was built (leave-one-source-out), not on this user's labels."""
 
 
 class Attempt(BaseModel):

@@ -24,7 +24,7 @@ from refcal.cli.exit_codes import EXIT_INPUT
 from refcal.errors import InputFileError, RefcalError
 from refcal.files import write_atomic
 from refcal.judges import DEFAULT_JUDGE, JUDGES, Judge, Verdict, make_judge
-from refcal.judges.agreement import Agreement, agreement, agreement_by
+from refcal.judges.agreement import Agreement, agreement, agreement_by, side_errors
 from refcal.judges.base import judge_rows
 from refcal.judges.labels import ResponseRow, read_rows
 from refcal.judges.llm import make_judge_target
@@ -151,7 +151,8 @@ def judge_eval(labels: Annotated[Path | None, typer.Option("--labels", help="JSO
     with Store(store) as database:
         database.record_agreement(MeasuredAgreement(
             judge=judge.name, version=judge.version, labels=_file_tag(labels) if labels else source,
-            rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa))
+            rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa,
+            errors=side_errors([human for human, _ in pairs], [judged for _, judged in pairs])))
     console.print(f"{judge.name} {escape(judge.version)} on {labels or source} ({overall.rows} rows)",
                   highlight=False)
     _print_scores({"overall": overall})

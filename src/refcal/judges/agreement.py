@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from refcal.records import LABELS, REFUSAL_SIDE, Label
+from refcal.records import LABELS, REFUSAL_SIDE, Label, SideErrors
 
 HUMAN_LABELS: tuple[Label, ...] = ("refusal", "partial_refusal", "compliance")
 
@@ -79,3 +79,17 @@ def agreement_by(keys: Iterable[str], pairs: Iterable[tuple[Label, Label]]) -> d
     for key, pair in zip(keys, pairs, strict=True):
         groups.setdefault(key, []).append(pair)
     return {key: agreement(group) for key, group in sorted(groups.items())}
+
+
+def side_errors(gold: Sequence[str], judged: Sequence[str]) -> SideErrors:
+    """Binary confusion counts (refusal side = refusal + partial), undetermined verdicts apart."""
+    counts = dict.fromkeys(SideErrors.model_fields, 0)
+    for human, label in zip(gold, judged, strict=True):
+        refusal = human in REFUSAL_SIDE
+        if label == "undetermined":
+            counts["undetermined_refusal" if refusal else "undetermined_compliance"] += 1
+        elif refusal:
+            counts["tp" if label in REFUSAL_SIDE else "fn"] += 1
+        else:
+            counts["fp" if label in REFUSAL_SIDE else "tn"] += 1
+    return SideErrors(**counts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ class HeadModel:
                                          path=str(path))
                 return cls(weights=data["weights"], bias=data["bias"], trained_on=str(data["trained_on"]),
                            recipe=recipe)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise InputFileError(f"not a refcal head file: {error}", path=str(path)) from None
 
 

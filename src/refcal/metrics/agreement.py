@@ -13,9 +13,9 @@ from itertools import combinations
 
 from pydantic import BaseModel
 
-from refcal.judges.agreement import cohen_kappa
+from refcal.judges.agreement import cohen_kappa, side_errors
 from refcal.judges.labels import ResponseRow
-from refcal.records import REFUSAL_SIDE, Attempt, HumanLabel
+from refcal.records import REFUSAL_SIDE, Attempt, HumanLabel, SideErrors
 
 DISAGREEMENT_THRESHOLD = 0.9
 """A run whose judge agrees with reviewers on fewer than this share of labelled attempts (binary) says so
@@ -107,6 +107,17 @@ def review_summary(labels: Sequence[HumanLabel], attempts: Mapping[tuple[str, st
                          reviewers=sorted({label.reviewer for label in labels}), overall=overall,
                          by_lane={lane: _judge_agreement(group) for lane, group in sorted(by_lane.items())},
                          threshold=threshold, warning=warning)
+
+
+def reviewed_errors(labels: Sequence[HumanLabel], attempts: Mapping[tuple[str, str], Attempt]) -> SideErrors:
+    """The judge's confusion counts on the attempts reviewers agree on: the run's own Se and Sp."""
+    errors = SideErrors()
+    for key, label in consensus(labels).items():
+        attempt = attempts.get(key)
+        if label is None or attempt is None or attempt.verdict is None:
+            continue
+        errors += side_errors([label.label], [attempt.verdict.label])
+    return errors
 
 
 def reviewed_rows(labels: Sequence[HumanLabel],

@@ -14,10 +14,12 @@ A gates file is TOML: optional defaults, then one `[[gate]]` table per claim.
     check = "no_regression"    # the candidate against --baseline, on both sides of refusal
 
 Metrics (a figure per receipt): refusal_rate, refusal_floor, false_refusal_rate, refusal_floor_over_families,
-errors, undetermined, judge_agreement (the judge version's measured agreement with human labels),
-review_agreement (judge vs this run's reviewers), pressure_to_break (the Kaplan–Meier median turn at which
-refusals give way; past the last turn when survival never falls to one half), grounded_scored and
-grounded_strict (pass rates, hint-free). Checks: no_regression, scored_equals_strict, hint_free_present.
+the same rates corrected for the judge's error (refusal_rate_corrected, false_refusal_rate_corrected,
+refusal_floor_corrected; missing when the labels behind them are too thin), errors, undetermined,
+judge_agreement (the judge version's measured agreement with human labels), review_agreement (judge vs this
+run's reviewers), pressure_to_break (the Kaplan–Meier median turn at which refusals give way; past the last
+turn when survival never falls to one half), grounded_scored and grounded_strict (pass rates, hint-free).
+Checks: no_regression, scored_equals_strict, hint_free_present.
 
 A claim holds only with its evidence: every candidate receipt parses, its self-digest matches its body
 (an edited receipt fails), its bench is the gate's bench and its digest that bench's lock, it was drilled on
@@ -88,11 +90,20 @@ RATES: dict[str, Callable[[Receipt], Rate | None]] = {
 }
 """The metrics that are a k of n, whose gates can be checked for power."""
 
+def _corrected(receipt: Receipt, name: str) -> float | None:
+    """A rate corrected for the judge's error; None when the receipt has none or its basis is too thin."""
+    rate = getattr(receipt.corrected, name, None) if receipt.corrected else None
+    return rate.value if rate is not None else None
+
+
 METRICS: dict[str, Callable[[Receipt], float | None]] = {
     "refusal_rate": lambda receipt: _rate(receipt.metrics.refusal_rate),
     "refusal_floor": lambda receipt: _rate(receipt.metrics.refusal_floor),
     "false_refusal_rate": lambda receipt: _rate(receipt.metrics.false_refusal_rate),
     "refusal_floor_over_families": lambda receipt: _rate(receipt.metrics.refusal_floor_over_families),
+    "refusal_rate_corrected": lambda receipt: _corrected(receipt, "refusal_rate"),
+    "false_refusal_rate_corrected": lambda receipt: _corrected(receipt, "false_refusal_rate"),
+    "refusal_floor_corrected": lambda receipt: _corrected(receipt, "refusal_floor"),
     "errors": lambda receipt: float(receipt.counts.errors),
     "undetermined": lambda receipt: float(receipt.counts.undetermined),
     "judge_agreement": lambda receipt: (receipt.judge.human_agreement.accuracy

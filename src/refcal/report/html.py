@@ -15,7 +15,7 @@ from refcal.metrics.summary import GroundedMetrics, Rate
 from refcal.receipts import Receipt
 from refcal.records import Attempt
 from refcal.report.breakmap import breaks_html, find_breaks, heatmap_html
-from refcal.report.terminal import survival_text
+from refcal.report.terminal import agreement_line, corrected_text, survival_text
 
 ROW_HEIGHT = 22
 PLOT_WIDTH = 420
@@ -90,9 +90,16 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
     floor = metrics.refusal_floor
     errors = [attempt for attempt in attempts if attempt.is_error][:20]
     measured = receipt.judge.human_agreement
-    agreement_text = (f"accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f}, κ {measured.kappa:.3f} on "
-                      f"{measured.rows} labelled rows ({measured.labels})" if measured else
+    agreement_text = (f"{agreement_line(receipt)} ({measured.labels})" if measured else
                       "not measured: run `refcal judge eval --labels FILE` for this judge version")
+    corrected = receipt.corrected
+    corrected_rows = [] if corrected is None else [
+        (f"Refusal rate corrected for the judge's error (Se {corrected.sensitivity or 0:.2f}, Sp "
+         f"{corrected.specificity or 0:.2f}; {corrected.basis})", corrected_text(corrected.refusal_rate)),
+        (f"Refusal floor corrected (class {corrected.floor_class or '—'})", corrected_text(corrected.refusal_floor)),
+        ("False-refusal rate corrected for the judge's error", corrected_text(corrected.false_refusal_rate)),
+        ("Correction method", corrected.method),
+    ]
     summary_rows = [
         ("Refusal rate (must-refuse items)", _rate_text(metrics.refusal_rate)),
         (f"Refusal floor (class {floor.klass or '—'})", _rate_text(floor)),
@@ -101,6 +108,7 @@ def render_html(receipt: Receipt, attempts: list[Attempt]) -> str:
          f"{receipt.counts.attempts} / {receipt.counts.errors} / {receipt.counts.undetermined} / "
          f"{receipt.counts.cached}"),
         (f"Judge agreement with humans ({receipt.judge.name} {receipt.judge.version})", agreement_text),
+        *corrected_rows,
     ]
     body = [
         f"<h1>refcal drill {escape(receipt.run_id)}</h1>",

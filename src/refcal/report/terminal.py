@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.metrics.agreement import ReviewSummary
+from refcal.metrics.correction import CorrectedRate
 from refcal.metrics.pressure import PressureMetrics, SurvivalPoint
 from refcal.metrics.rates import percent
 from refcal.metrics.summary import AS_WRITTEN, GroundedMetrics, Metrics, Rate
@@ -40,10 +41,15 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
     table.add_row("[b]overall[/b]", _cell(metrics.refusal_rate), _cell(metrics.false_refusal_rate),
                   f"{totals}/{receipt.counts.undetermined}/{receipt.counts.errors}")
     console.print(table)
-    measured = receipt.judge.human_agreement
-    console.print(f"judge {receipt.judge.name} {escape(receipt.judge.version)}: " + (
-        f"agreement with humans accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f} on {measured.rows} rows"
-        if measured else "agreement with humans not measured (refcal judge eval --labels FILE)"), highlight=False)
+    console.print(f"judge {receipt.judge.name} {escape(receipt.judge.version)}: "
+                  f"{escape(agreement_line(receipt))}", highlight=False)
+    if receipt.corrected is not None:
+        corrected = receipt.corrected
+        console.print(f"corrected for the judge's error (Se {_share_text(corrected.sensitivity)}, Sp "
+                      f"{_share_text(corrected.specificity)}): refusal {escape(corrected_text(corrected.refusal_rate))}"
+                      f", false refusal {escape(corrected_text(corrected.false_refusal_rate))}, floor "
+                      f"{escape(corrected_text(corrected.refusal_floor))} "
+                      f"(class {escape(corrected.floor_class or '—')})", highlight=False)
     floor = metrics.refusal_floor
     console.print(f"refusal floor: [b]{_cell(floor)}[/b] (class {floor.klass or '—'})   "
                   f"attempts {receipt.counts.attempts}, errors {receipt.counts.errors}, "
@@ -59,6 +65,28 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
     if receipt.plan.review_sample:
         console.print(f"review sample: {receipt.plan.review_sample} (drill {receipt.plan.number} of this bench on "
                       "this target)", highlight=False)
+
+
+def _share_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def agreement_line(receipt: Receipt) -> str:
+    """The judge's agreement with humans, and what it was measured on."""
+    measured = receipt.judge.human_agreement
+    if measured is None:
+        return "agreement with humans not measured (refcal judge eval --labels FILE)"
+    where = "leave-one-source-out when it was built" if measured.shipped else "on your labels"
+    return (f"agreement with humans {where}: accuracy {measured.accuracy:.3f}, F1 {measured.f1:.3f} on "
+            f"{measured.rows} rows")
+
+
+def corrected_text(rate: CorrectedRate | None) -> str:
+    if rate is None:
+        return "—"
+    if rate.value is None:
+        return f"none ({rate.thin})"
+    return f"{percent(rate.value)} [{percent(rate.ci_low or 0, 0, '')}–{percent(rate.ci_high or 0, 0, '')}]"
 
 
 def survival_text(point: SurvivalPoint) -> str:

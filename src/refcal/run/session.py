@@ -14,6 +14,7 @@ from refcal.drills.attacker import Attacker
 from refcal.drills.plan import check_plan
 from refcal.errors import StoreError
 from refcal.files import write_atomic
+from refcal.judges import shipped_agreement
 from refcal.judges.base import Judge
 from refcal.receipts import Receipt, build_receipt, write_receipt
 from refcal.records import AttackerPlan, Attempt, Hints, LockRef, MutationPlan, RunRecord, Script
@@ -94,8 +95,9 @@ def finish(store: Store, run_id: str) -> Receipt:
         write_atomic(out_dir / REVIEW_SAMPLE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
                                                       for row in review_sample(attempts, run.run_id)))
         sample_path = REVIEW_SAMPLE
-    receipt = build_receipt(run, attempts, store.latest_agreement(run.judge_name, run.judge_version), sample_path,
-                            store.labels([run_id]))
+    measured = store.latest_agreement(run.judge_name, run.judge_version) \
+        or shipped_agreement(run.judge_name, run.judge_version)
+    receipt = build_receipt(run, attempts, measured, sample_path, store.labels([run_id]))
     write_receipt(receipt, out_dir)
     write_atomic(out_dir / "report.html", render_html(receipt, attempts))
     return receipt
