@@ -83,11 +83,28 @@ class StubUpstream:
         self.requests.append((dict(request.headers), body))
         if self.behaviour == "http-503":
             return JSONResponse({"error": {"message": "internal detail LEAKED-BODY"}}, 503)
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.behaviour == "echo-key-401":  # what real providers do with a wrong key
+            return JSONResponse({"error": {"message": f"Incorrect API key provided: {key}"}}, 401,
+                                headers={"x-echo": f"key={key}"})
+        if self.behaviour == "echo-key-stream":
+            return StreamingResponse(self._echo_events(key), media_type="text/event-stream")
         if self.behaviour == "slow":
             await asyncio.sleep(3)
         if self.behaviour in ("held-stream", "drop-mid-stream"):
             return StreamingResponse(self._events(), media_type="text/event-stream")
         return fixed_completion("stub answer", str(body.get("model")))
+
+    async def _echo_events(self, key: str) -> Any:
+        """The key inside the answer, split across two chunks."""
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "stub"}
+        text = json.dumps({**chunk, "choices": [{"index": 0, "delta": {"content": f"your key is {key} ok"}}]})
+        event = f"data: {text}\n\n"
+        middle = event.index(key) + len(key) // 2
+        yield event[:middle]
+        await asyncio.sleep(0.05)
+        yield event[middle:]
+        yield "data: [DONE]\n\n"
 
     async def _events(self) -> Any:
         chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "stub"}
@@ -402,3 +419,54 @@ def test_cli_rejects_bad_options_naming_them() -> None:
     stray = runner.invoke(app, ["guard", "--upstream", "http://127.0.0.1:1/v1", "--gate-upstream",
                                 "http://127.0.0.1:2/v1"])
     assert stray.exit_code == 2 and "--mode gate" in stray.output
+
+
+# --- hostile clients and upstreams ----------------------------------------------------------------------------
+
+def test_a_key_the_upstream_echoes_reaches_neither_client_nor_log(risk: RequestRisk, stub, tmp_path: Path) -> None:
+    upstream, upstream_url = stub
+    log = tmp_path / "guard.jsonl"
+    with guard(risk, upstream=upstream_url, log=log) as url, httpx.Client(timeout=60) as client:
+        upstream.behaviour = "echo-key-401"
+        plain = client.post(f"{url}/chat/completions", json=chat(BENIGN))
+        streamed = client.post(f"{url}/chat/completions", json=chat(BENIGN, stream=True))
+        upstream.behaviour = "echo-key-stream"
+        response, events = stream_events(client, url, chat(BENIGN, stream=True))
+    assert upstream.requests and all(headers["authorization"] == f"Bearer {KEY}" for headers, _ in upstream.requests)
+    for answer in (plain, streamed):
+        assert answer.status_code == 401 and "Incorrect API key provided: [secret]" in answer.text
+        assert KEY not in answer.text and "x-echo" not in answer.headers
+        assert all(KEY not in value for value in answer.headers.values())
+    assert response.status_code == 200 and streamed_text(events) == "your key is [secret] ok"
+    assert KEY not in log.read_text() and "[secret]" in log.read_text()
+
+
+def test_cross_site_foreign_host_and_plain_text_requests_are_refused(risk: RequestRisk, stub) -> None:
+    upstream, upstream_url = stub
+    with guard(risk, upstream=upstream_url, allowed_origins=("http://tool.example",)) as url, \
+            httpx.Client(timeout=60) as client:
+        chat_url = f"{url}/chat/completions"
+        rebound = client.post(chat_url, json=chat(BENIGN), headers={"host": "attacker.example"})
+        cross_site = client.post(chat_url, json=chat(BENIGN), headers={"origin": "http://attacker.example"})
+        simple = client.post(chat_url, content=json.dumps(chat(BENIGN)), headers={"content-type": "text/plain"})
+        models = client.get(f"{url}/models", headers={"host": "attacker.example"})
+        assert not upstream.requests  # nothing refused was scored or sent on
+        allowed = client.post(chat_url, json=chat(BENIGN), headers={"origin": "http://tool.example"})
+        plain = client.post(chat_url, json=chat(BENIGN))  # SDKs send no Origin
+    assert (rebound.status_code, cross_site.status_code, simple.status_code, models.status_code) == (403, 403, 415, 403)
+    assert "Host" in rebound.json()["error"]["message"] and "cross-site" in cross_site.json()["error"]["message"]
+    assert allowed.status_code == 200 and plain.status_code == 200 and len(upstream.requests) == 2
+
+
+def test_an_oversized_request_gets_413_and_others_are_still_answered(risk: RequestRisk, stub) -> None:
+    upstream, upstream_url = stub
+    with guard(risk, upstream=upstream_url, max_request_bytes=4096) as url, httpx.Client(timeout=60) as client:
+        big = client.post(f"{url}/chat/completions", json=chat("x" * 10_000))
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while the body streams in
+            yield json.dumps(chat("y" * 10_000)).encode()
+        chunked = client.post(f"{url}/chat/completions", content=chunks(),
+                              headers={"content-type": "application/json"})
+        small = client.post(f"{url}/chat/completions", json=chat(BENIGN))
+    assert big.status_code == 413 and chunked.status_code == 413 and small.status_code == 200
+    assert len(upstream.requests) == 1

@@ -45,12 +45,19 @@ def guard(
     gate_api_key_env: Annotated[str | None, typer.Option(help="Name of the env variable holding the gate "
                                                                "upstream's key (default: --api-key-env).")] = None,
     timeout: Annotated[float, typer.Option(help="Upstream timeout per request, seconds (then 504).")] = 120.0,
+    allow_host: Annotated[list[str] | None, typer.Option(help="A Host header to answer to besides loopback names "
+                                                             "(repeat; `*` for any).")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(help="A browser Origin to accept besides the guard's "
+                                                               "own (repeat; `*` for any).")] = None,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body (then 413).")] = 8 * 1024 * 1024,
 ) -> None:
     """Serve an OpenAI-compatible proxy that scores each request's risk (0–10) and flags or gates it."""
     try:
         settings = GuardSettings(upstream=upstream, mode=mode, threshold=threshold, gate_upstream=gate_upstream,
                                  gate_model=gate_model, refusal_text=refusal_text, log=log, keep_text=keep_text,
-                                 api_key_env=api_key_env, gate_api_key_env=gate_api_key_env, timeout_s=timeout)
+                                 api_key_env=api_key_env, gate_api_key_env=gate_api_key_env, timeout_s=timeout,
+                                 allowed_hosts=tuple(allow_host or ()), allowed_origins=tuple(allow_origin or ()),
+                                 max_request_bytes=max_request_bytes)
     except ValidationError as error:
         problems = "; ".join(f"--{'-'.join(str(part) for part in problem['loc']).replace('_', '-')}: "
                              f"{problem['msg']}" for problem in error.errors())
@@ -80,4 +87,7 @@ def _serve(settings: GuardSettings, host: str, port: int) -> None:
                   f"risk {risk.version}; log {settings.log or 'off'}"
                   f"{', text kept' if settings.keep_text and settings.log else ''})", highlight=False, markup=False,
                   soft_wrap=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts:
+        console.print(f"note: clients must send a loopback Host header; to serve others, add --allow-host "
+                      f"NAME[:{port}]", highlight=False, markup=False, soft_wrap=True)
     uvicorn.run(make_app(settings, risk), host=host, port=port, log_level="warning")

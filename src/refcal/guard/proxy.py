@@ -21,10 +21,12 @@ from refcal.clock import utc_now
 from refcal.guard.chat import BadRequest, last_user_text, read_chat_request
 from refcal.guard.exchange_log import ExchangeLog, ExchangeRecord, Route
 from refcal.guard.scoring import RiskBatcher
+from refcal.guard.secrets import Scrubber
 from refcal.guard.settings import GuardSettings
 from refcal.guard.sse import CompletionAssembler, completion_events, error_event, fixed_completion
 from refcal.guard.upstream import Upstream, UpstreamFailure, error_body
 from refcal.judges.risk import RequestRisk, RiskScore
+from refcal.origin import host_allowed, origin_allowed
 
 RISK_HEADER = "x-refcal-risk"
 ROUTE_HEADER = "x-refcal-route"
@@ -58,6 +60,7 @@ class Guard:
                               settings.timeout_s, role="gate upstream") if settings.gate_upstream else None)
         self.log: ExchangeLog | None = None
         self.batcher: RiskBatcher | None = None
+        self.scrub = Scrubber([self.upstream.key, self.gate.key if self.gate else None])
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -80,19 +83,68 @@ class Guard:
             if self.log is not None:
                 self.log.close()
 
-    async def models(self) -> Response:
+    def admission(self, request: Request) -> Response | None:
+        """A refusal for a request from where the guard must not answer, or None to serve it."""
+        host = request.headers.get("host", "")
+        if not host_allowed(host, self.settings.allowed_hosts):
+            return JSONResponse(error_body("this guard does not answer to that Host header (see --allow-host)",
+                                           "permission_error"), 403)
+        if not origin_allowed(request.headers.get("origin"), host, self.settings.allowed_origins):
+            return JSONResponse(error_body("cross-site request refused (see --allow-origin)", "permission_error"),
+                                403)
+        if request.method == "POST":
+            # text/plain and form bodies are what a web page may send without a CORS preflight: accepting them
+            # would let any site the user visits spend the operator's key.
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return JSONResponse(error_body(f"the request must be application/json, not '{kind or 'none'}'",
+                                               "invalid_request_error"), 415)
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.settings.max_request_bytes:
+                return self._too_large()
+        return None
+
+    def _too_large(self) -> Response:
+        return JSONResponse(error_body(f"the request is over {self.settings.max_request_bytes} bytes",
+                                       "invalid_request_error"), 413)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The body, or None when it grows past the limit (a chunked request names no length)."""
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > self.settings.max_request_bytes:
+                return None
+            parts.append(part)
+        return b"".join(parts)
+
+    def _passed(self, response: httpx.Response, body: bytes) -> Response:
+        """The upstream's answer as the client gets it: keys scrubbed from body and headers."""
+        headers = self.scrub.headers(_passed_headers(response))
+        return Response(self.scrub.bytes(body), response.status_code, headers)
+
+    async def models(self, request: Request) -> Response:
         """GET /v1/models, passed through from the upstream."""
+        refused = self.admission(request)
+        if refused is not None:
+            return refused
         try:
             response = await self.upstream.get_async("/models")
         except UpstreamFailure as failure:
             return JSONResponse(failure.body, failure.status)
-        return Response(response.content, response.status_code, _passed_headers(response))
+        return self._passed(response, response.content)
 
     async def chat_completions(self, request: Request) -> Response:
         """POST /v1/chat/completions: check, score, route, answer, log."""
         started, arrived = time.perf_counter(), utc_now()
+        refused = self.admission(request)
+        if refused is not None:
+            return refused
+        body = await self._read_body(request)
+        if body is None:
+            return self._too_large()
         try:
-            chat = read_chat_request(await request.body())
+            chat = await asyncio.to_thread(read_chat_request, body)
         except BadRequest as error:
             return JSONResponse(error_body(error.message, "invalid_request_error", error.param), 400)
         exchange = _Exchange(chat, arrived, started)
@@ -128,7 +180,7 @@ class Guard:
 
     def _refuse(self, exchange: _Exchange) -> Response:
         completion = fixed_completion(self.settings.refusal_text, str(exchange.chat.get("model") or "refcal-guard"))
-        self._write(exchange, completion, 200)
+        self._write_now(exchange, completion, 200)
         if exchange.chat.get("stream"):
             return Response(completion_events(completion), 200, exchange.headers, media_type="text/event-stream")
         return JSONResponse(completion, 200, exchange.headers)
@@ -139,11 +191,17 @@ class Guard:
             response = await upstream.post_async(CHAT_PATH, outgoing)
         except UpstreamFailure as failure:
             await scoring
-            self._write(exchange, None, failure.status, failure.body)
+            await self._write(exchange, None, failure.status, failure.body)
             return JSONResponse(failure.body, failure.status, exchange.headers)
         await scoring
-        self._write(exchange, _json_or_raw(response.content), response.status_code)
-        return Response(response.content, response.status_code, {**_passed_headers(response), **exchange.headers})
+        if len(response.content) > self.settings.max_response_bytes:
+            failure = upstream.too_large(len(response.content), self.settings.max_response_bytes)
+            await self._write(exchange, None, failure.status, failure.body)
+            return JSONResponse(failure.body, failure.status, exchange.headers)
+        passed = self._passed(response, response.content)
+        await self._write(exchange, _json_or_raw(passed.body), response.status_code)
+        passed.headers.update(exchange.headers)
+        return passed
 
     async def _stream(self, exchange: _Exchange, upstream: Upstream, outgoing: dict[str, Any],
                       scoring: asyncio.Task[None]) -> Response:
@@ -151,25 +209,35 @@ class Guard:
             response = await upstream.open_stream_async(CHAT_PATH, outgoing)
         except UpstreamFailure as failure:
             await scoring
-            self._write(exchange, None, failure.status, failure.body)
+            await self._write(exchange, None, failure.status, failure.body)
             return JSONResponse(failure.body, failure.status, exchange.headers)
         await scoring  # the header goes out with the status line, before the first chunk
         if response.status_code >= 400 or "text/event-stream" not in response.headers.get("content-type", ""):
             body = await response.aread()  # a 4xx, or a server that ignored `stream`: one body, passed on
             await response.aclose()
-            self._write(exchange, _json_or_raw(body), response.status_code)
-            return Response(body, response.status_code, {**_passed_headers(response), **exchange.headers})
+            passed = self._passed(response, body)
+            await self._write(exchange, _json_or_raw(passed.body), response.status_code)
+            passed.headers.update(exchange.headers)
+            return passed
         return StreamingResponse(self._relay(exchange, upstream, response), response.status_code,
-                                 {**_passed_headers(response), **exchange.headers}, media_type="text/event-stream")
+                                 {**self.scrub.headers(_passed_headers(response)), **exchange.headers},
+                                 media_type="text/event-stream")
 
     async def _relay(self, exchange: _Exchange, upstream: Upstream, response: httpx.Response) -> AsyncIterator[bytes]:
         """Pass each chunk on as it arrives; log the assembled completion when the stream ends or breaks."""
         assembler = CompletionAssembler()
+        scrubber = self.scrub.stream()
         error: dict[str, Any] | None = None
         try:
             async for data in response.aiter_bytes():
-                assembler.feed(data)
-                yield data
+                clean = scrubber.feed(data)
+                if clean:
+                    assembler.feed(clean)
+                    yield clean
+            rest = scrubber.finish()
+            if rest:
+                assembler.feed(rest)
+                yield rest
         except httpx.HTTPError as failure:  # the status line is sent: the error goes in the stream
             error = upstream.failure(failure).body
             yield error_event(error)
@@ -177,10 +245,16 @@ class Guard:
             await response.aclose()
             if error is None and assembler.error is not None:
                 error = {"error": assembler.error}
-            self._write(exchange, assembler.completion(), response.status_code, error)
+            await self._write(exchange, assembler.completion(), response.status_code, error)
 
-    def _write(self, exchange: _Exchange, response: dict[str, Any] | None, status: int,
-               error: dict[str, Any] | None = None) -> None:
+    async def _write(self, exchange: _Exchange, response: dict[str, Any] | None, status: int,
+                     error: dict[str, Any] | None = None) -> None:
+        """Redaction and the write run on a worker thread: a large exchange never stalls the event loop."""
+        if self.log is not None:
+            await asyncio.to_thread(self._write_now, exchange, response, status, error)
+
+    def _write_now(self, exchange: _Exchange, response: dict[str, Any] | None, status: int,
+                   error: dict[str, Any] | None = None) -> None:
         if self.log is None:
             return
         self.log.write(ExchangeRecord(time=exchange.arrived, request=exchange.chat, response=response,

@@ -44,6 +44,14 @@ class GuardSettings(BaseModel):
     """Per-request upstream timeout; past it the client gets a 504."""
     max_batch: int = Field(default=32, ge=1)
     """Most requests scored in one embedding pass when several arrive together."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host headers the guard answers to, besides none: empty means loopback names only (`*`: any)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser Origins allowed besides the guard's own (`*`: any); a request from another is refused."""
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body read; a larger one gets 413 before anything is scored or sent."""
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest upstream answer passed on (unstreamed); a larger one becomes a 502."""
 
     @field_validator("upstream", "gate_upstream")
     @classmethod

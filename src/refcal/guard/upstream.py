@@ -1,6 +1,7 @@
-"""The servers behind the guard: one httpx client each, the key read from the environment and sent upstream
-only. Transport failures and 5xx answers become an OpenAI-style error (502, or 504 on a timeout) that names
-the upstream by its redacted URL and never carries the key or the upstream's body."""
+"""The servers behind the guard: one httpx client each, the key read from the environment and sent upstream only
+(whatever the upstream echoes of it is scrubbed: guard.secrets). Transport failures and 5xx answers become an
+OpenAI-style error (502, or 504 on a timeout) that names the upstream by its redacted URL and never carries the
+key or the upstream's body."""
 
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ class Upstream:
         """How logs and errors name it: no user info, query or fragment."""
         self.role = role
         self.timeout_s = timeout_s
-        self._key = os.environ.get(api_key_env) or None
+        self.key = os.environ.get(api_key_env) or None
+        """Sent upstream only; the guard scrubs it from everything else (guard.secrets)."""
         self._client: httpx.AsyncClient | None = None
 
     def start(self) -> None:
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers,
             timeout=httpx.Timeout(self.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.timeout_s)),
@@ -90,6 +92,10 @@ class Upstream:
                                                   "upstream_error", code=f"upstream_http_{response.status_code}"))
         return response
 
+    def too_large(self, size: int, limit: int) -> UpstreamFailure:
+        return UpstreamFailure(502, error_body(f"{self.role} {self.shown} answered {size} bytes, over the guard's "
+                                               f"limit of {limit}", "upstream_error", code="upstream_too_large"))
+
     def failure(self, error: Exception) -> UpstreamFailure:
         """The client-facing error for a transport failure: 504 on a timeout, 502 otherwise."""
         if isinstance(error, httpx.TimeoutException):
@@ -102,6 +108,6 @@ class Upstream:
 
     def _scrub(self, text: str) -> str:
         """Transport messages hold no headers, but a URL with credentials or an echoed key must not pass."""
-        if self._key:
-            text = text.replace(self._key, "[secret]")
+        if self.key:
+            text = text.replace(self.key, "[secret]")
         return redact(text.replace(self.base_url, self.shown))

@@ -21,14 +21,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from refcal.errors import InputFileError
+from refcal.origin import ANY_HOST, LOOPBACK, host_allowed
 from refcal.records import HUMAN_DEPTHS, HUMAN_VERDICTS, MAX_TRACE, Attempt, HumanLabel
 from refcal.review.queue import ReviewSession
 from refcal.review.sampling import ReviewPick
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARD = ("0.0.0.0", "::", "")
-ANY_HOST = "*"
-"""In `allowed_hosts`: answer to any Host (only sensible behind a token)."""
 FORM_FIELDS = ("run_id", "variant_id", "label", "depth", "trace")
 NO_DEPTH = "none"
 VERDICT_KEYS = dict(zip(HUMAN_VERDICTS, ("r", "p", "c"), strict=True))
@@ -133,16 +131,7 @@ def _refusal(request: Request, token: str | None, allowed_hosts: Collection[str]
 
 
 def _host_allowed(host: str, allowed_hosts: Collection[str] | None) -> bool:
-    if allowed_hosts is None:
-        return _hostname(host) in LOOPBACK
-    return ANY_HOST in allowed_hosts or host.lower() in allowed_hosts
-
-
-def _hostname(host: str) -> str:
-    """The name part of a Host header (`[::1]:8765` → `::1`)."""
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0].lower()
-    return host.rsplit(":", 1)[0].lower()
+    return host_allowed(host, allowed_hosts)
 
 
 def _token_presented(request: Request, token: str) -> bool:
