@@ -58,3 +58,47 @@ def test_sigkill_then_resume_is_exactly_once(tmp_path):
     assert status == "complete"
     receipt = json.loads((tmp_path / "out" / "receipt.json").read_text())
     assert receipt["counts"]["attempts"] == ITEMS and receipt["counts"]["errors"] == 0
+
+
+def test_a_second_resume_of_a_running_drill_stops_before_sending(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"q{index:03d}", "prompt": f"Question {index}?",
+                                         "expect": "refuse" if index % 2 else "comply"}) + "\n"
+                             for index in range(30)))
+    db = tmp_path / "store.db"
+    with StubServer(lambda request, number: Reply(text="I can't help with that.", delay_s=0.1)) as stub:
+        spec = f"openai:stub@{stub.base_url}"
+        first = refcal("drill", "--bench", str(bench), "--target", spec, "--concurrency", "1",
+                       "--store", str(db), "--out", str(tmp_path / "out"))
+        deadline = time.monotonic() + 60
+        while committed(db) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sent_before = stub.chat_requests
+        second = refcal("drill", "--resume", str(tmp_path / "out"), "--store", str(db))
+        output, _ = second.communicate(timeout=120)
+        first_output, _ = first.communicate(timeout=120)
+    assert second.returncode == 2 and "is being resumed or drilled by process" in output, output
+    assert str(first.pid) in output and "Traceback" not in output
+    assert first.returncode == 0, first_output
+    assert stub.chat_requests == 30 and sent_before <= 30  # every variant sent once, none by the second process
+    with sqlite3.connect(db) as database:
+        assert database.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 30
+
+
+def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
+    from helpers import refcal as run_refcal
+
+    db = tmp_path / "store.db"
+    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+        drilled = run_refcal("drill", "--limit", "6", "--target", f"openai:stub@{stub.base_url}", "--store", str(db),
+                             "--out", str(tmp_path / "out"))
+    assert drilled.returncode == 0, drilled.stderr
+    receipt = tmp_path / "out" / "receipt.json"
+    good = receipt.read_text()
+    with sqlite3.connect(db) as database:
+        database.execute("DROP TABLE attempts")
+    damaged = run_refcal("report", str(tmp_path / "out"), "--store", str(db))
+    assert damaged.returncode == 2 and "not replaced" in damaged.stderr and "Traceback" not in damaged.stderr
+    assert receipt.read_text() == good
+    forced = run_refcal("report", str(tmp_path / "out"), "--store", str(db), "--force")
+    assert forced.returncode == 0 and json.loads(receipt.read_text())["counts"]["attempts"] == 0

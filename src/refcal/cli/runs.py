@@ -25,11 +25,13 @@ def register(parent: typer.Typer) -> None:
 
 @runs_app.command()
 def report(run: Annotated[str, typer.Argument(help="Run id or output directory.")],
-           store: StoreOption = DEFAULT_STORE) -> None:
+           store: StoreOption = DEFAULT_STORE,
+           force: Annotated[bool, typer.Option("--force", help="Replace a receipt that counts more attempts than "
+                                                               "the store holds.")] = False) -> None:
     """Rewrite a run's receipt and HTML report from the store, and print its summary."""
     try:
         with Store(store) as database:
-            receipt = finish(database, find_run(database, run).run_id)
+            receipt = finish(database, find_run(database, run).run_id, force=force)
             print_summary(receipt, console)
     except StoreError as error:
         raise fail(str(error), EXIT_INPUT) from None

@@ -20,6 +20,7 @@ from refcal.receipts import Receipt, build_receipt, write_receipt
 from refcal.records import AttackerPlan, Attempt, Hints, LockRef, MutationPlan, RunRecord, Script
 from refcal.report.html import render_html
 from refcal.review.sampling import has_review_sample, review_sample
+from refcal.run.lock import run_lock
 from refcal.run.runner import AttemptCallback, run_drill_async
 from refcal.store.runs import Store
 from refcal.targets.base import Target
@@ -60,6 +61,14 @@ def new_run(store: Store, bench: Bench, target: Target, judge: Judge, *, target_
     return run
 
 
+def _attempts_in_receipt(path: Path) -> int | None:
+    """The attempt count of a receipt on disk; None when there is none or it cannot be read."""
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["counts"]["attempts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def find_run(store: Store, reference: str) -> RunRecord:
     """A run by id, or by the output directory holding its run.json."""
     pointer = Path(reference) / RUN_POINTER
@@ -80,16 +89,25 @@ def check_resumable(run: RunRecord, target: Target, judge: Judge) -> None:
 
 async def drill_async(run: RunRecord, target: Target, judge: Judge, store: Store,
                       on_attempt: AttemptCallback | None = None, attacker: Attacker | None = None) -> Receipt:
-    """Send what remains of `run` (targets already started), then write receipt and report."""
-    await run_drill_async(run, target, judge, store, on_attempt, attacker)
-    return finish(store, run.run_id)
+    """Send what remains of `run` (targets already started), then write receipt and report — holding the run's
+    lock, so that a second process resuming the same run stops before it sends anything."""
+    with run_lock(Path(store.path), run.run_id):
+        await run_drill_async(run, target, judge, store, on_attempt, attacker)
+        return finish(store, run.run_id)
 
 
-def finish(store: Store, run_id: str) -> Receipt:
-    """Write OUT/receipt.json and OUT/report.html from the store."""
+def finish(store: Store, run_id: str, force: bool = False) -> Receipt:
+    """Write OUT/receipt.json and OUT/report.html from the store. A receipt already there that counts more
+    attempts than the store now holds is never replaced without `force`: the store lost rows (damaged, or
+    rolled back), and the older receipt is the better record."""
     run = store.get_run(run_id)
     attempts: list[Attempt] = list(store.attempts(run_id))
     out_dir = Path(run.out_dir)
+    existing = _attempts_in_receipt(out_dir / "receipt.json")
+    if existing is not None and existing > len(attempts) and not force:
+        raise StoreError(f"{out_dir / 'receipt.json'} counts {existing} attempts but {store.path} holds only "
+                         f"{len(attempts)} for run {run_id}: not replaced (the store may be damaged; --force "
+                         "replaces it)")
     sample_path = None
     if has_review_sample(run):
         write_atomic(out_dir / REVIEW_SAMPLE, "".join(json.dumps(row, ensure_ascii=False) + "\n"
