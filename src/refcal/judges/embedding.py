@@ -42,6 +42,7 @@ class SentenceEmbedder:
     def __init__(self) -> None:
         self._tokenizer: Any = None
         self._model: Any = None
+        self._device = "cpu"
         self._lock = threading.Lock()
         """A drill judges from several threads at once; the model is loaded by the first of them only."""
 
@@ -63,7 +64,10 @@ class SentenceEmbedder:
         transformers_logging.disable_progress_bar()
         path = embedding_model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        import torch
+
+        self._device = "cuda" if torch.cuda.is_available() else "cpu"  # the expensive lane uses a GPU when present
+        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(self._device)
 
     def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """(len(texts), 384) array; texts are cut at 256 tokens; batches are sorted by length to pad little."""
@@ -78,9 +82,9 @@ class SentenceEmbedder:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 encoded = self._tokenizer([texts[index] for index in batch], padding=True, truncation=True,
-                                          max_length=MAX_TOKENS, return_tensors="pt")
+                                          max_length=MAX_TOKENS, return_tensors="pt").to(self._device)
                 hidden = self._model(**encoded).last_hidden_state
                 mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[batch] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+                out[batch] = torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy()
         return out
