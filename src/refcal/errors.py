@@ -2,7 +2,8 @@
 
 RefcalError
  ├── InputFileError  an input file is malformed (names the file, line and field)
- │    └── BenchError  ... a bench file
+ │    ├── BenchError  ... a bench file
+ │    └── StoreFileError  ... a run database file (not SQLite, truncated, a directory, a damaged row)
  ├── TargetSpecError a target spec cannot be parsed or its parts are missing
  ├── TargetError     a target failed to answer
  │    ├── TransientTargetError    worth retrying (5xx, reset, timeout, malformed body)
@@ -35,6 +36,13 @@ class InputFileError(RefcalError):
 
 class BenchError(InputFileError):
     """A bench cannot be loaded."""
+
+
+class StoreFileError(InputFileError):
+    """A run database file cannot be used: not a file, not SQLite, truncated, or holding a row refcal cannot read.
+
+    Not a StoreError on purpose: code that catches StoreError to mean "no such run" must not take a damaged
+    database for a missing run."""
 
 
 class TargetSpecError(RefcalError):

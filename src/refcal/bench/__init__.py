@@ -39,11 +39,17 @@ def load_bench(spec: str, columns: Mapping[str, str] | None = None,
         columns: For CSV files, item field → column name.
         expect_values: For CSV files, column value → `refuse` / `comply`.
     """
+    path = Path(spec)
+    if path.suffix != ".csv" or spec in BUILTIN_BENCHES or spec in PUBLIC_BENCHES:
+        given = [option for option, value in (("--columns", columns), ("--expect-map", expect_values)) if value]
+        if given:  # refused, not ignored: a mapping that does nothing is a mistake the user should hear about
+            verb = "applies" if len(given) == 1 else "apply"
+            raise BenchError(f"{' and '.join(given)} {verb} to CSV benches only, and this bench is not a .csv "
+                             "file: leave it out", path=spec)
     if spec in BUILTIN_BENCHES:
         return load_builtin(spec)
     if spec in PUBLIC_BENCHES:
         return load_public(spec)
-    path = Path(spec)
     if path.suffix == ".jsonl":
         return load_jsonl(path)
     if path.suffix == ".csv":

@@ -42,7 +42,7 @@ def bench_list() -> None:
     """Benches known by name."""
     table = Table("name", "kind", "description")
     for row in list_benches():
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
 
 
@@ -55,15 +55,16 @@ def bench_freeze(
     locks: LocksOption = DEFAULT_LOCKS,
 ) -> None:
     """Write a lock (digest, counts, a digest per item); drills on the bench then refuse to run if it changes."""
-    options = {key: value for key, value in (("columns", parse_mapping(columns, "--columns")),
-                                             ("expect_map", parse_mapping(expect_map, "--expect-map"))) if value}
     try:
+        options = {key: value for key, value in (("columns", parse_mapping(columns, "--columns")),
+                                                 ("expect_map", parse_mapping(expect_map, "--expect-map"))) if value}
         loaded = load_bench(bench, options.get("columns"), options.get("expect_map"))
         path, written = write_lock(make_lock(loaded, spec_for_lock(bench, locks), note, options), locks)
     except (BenchError, InputFileError, MissingExtraError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     state = "frozen" if written else "already frozen, unchanged"
-    console.print(f"{loaded.name}: {state} — {len(loaded.items)} items, {loaded.digest} → {path}", highlight=False)
+    console.print(f"{loaded.name}: {state} — {len(loaded.items)} items, {loaded.digest} → {path}", highlight=False,
+                  markup=False)
 
 
 @bench_app.command("verify")
@@ -80,7 +81,7 @@ def bench_verify(locks: LocksOption = DEFAULT_LOCKS) -> None:
     for path, lock in found:
         state = _verify_one(lock, locks)
         failed |= state != "ok"
-        table.add_row(lock.name, str(path), str(lock.items), lock.frozen_at, state)
+        table.add_row(escape(lock.name), escape(str(path)), str(lock.items), escape(lock.frozen_at), escape(state))
     console.print(table)
     raise typer.Exit(EXIT_NO if failed else EXIT_OK)
 
@@ -120,9 +121,9 @@ def bench_new_curveball(
         raise fail(str(error), EXIT_INPUT) from None
     write_scaffold(scaffold_rows(fresh, pairs), out)
     console.print(f"{len(fresh)} uncovered pretext classes ({', '.join(pretext.klass for pretext in fresh)}), "
-                  f"{2 * pairs * len(fresh)} placeholder items → {out}", highlight=False)
+                  f"{2 * pairs * len(fresh)} placeholder items → {out}", highlight=False, markup=False)
     console.print(f"next: replace every TODO prompt by hand (never from a training corpus), then "
-                  f"`refcal bench freeze {out}` before the training run", highlight=False)
+                  f"`refcal bench freeze {out}` before the training run", highlight=False, markup=False)
 
 
 @bench_app.command("show")
@@ -137,10 +138,10 @@ def bench_show(
         loaded = load_bench(bench, parse_mapping(columns, "--columns"), parse_mapping(expect_map, "--expect-map"))
     except (BenchError, MissingExtraError) as error:
         raise fail(str(error), EXIT_INPUT) from None
-    console.print(f"[b]{loaded.name}[/b]  {len(loaded.items)} items  digest {loaded.digest}", highlight=False)
+    console.print(f"[b]{escape(loaded.name)}[/b]  {len(loaded.items)} items  digest {loaded.digest}", highlight=False)
     table = Table("class", "refuse", "comply")
     for klass, counts in loaded.class_counts().items():
-        table.add_row(klass, str(counts.get("refuse", 0)), str(counts.get("comply", 0)))
+        table.add_row(escape(klass), str(counts.get("refuse", 0)), str(counts.get("comply", 0)))
     console.print(table)
     for item in loaded.items[:items]:
         console.print(f"{item.id} [{item.expect}, {item.klass}] {item.prompt}", highlight=False, markup=False)

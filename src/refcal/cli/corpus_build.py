@@ -77,7 +77,7 @@ def corpus_build(
     rejects = out.with_name(out.name + ".rejects.jsonl")
     write_atomic(rejects, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in built.rejected))
     console.print(f"{recipe}: {len(built.rows)} rows → {out}; {len(built.rejected)} rejected → {rejects}",
-                  highlight=False)
+                  highlight=False, markup=False)
     _check(out, locks, recipe)
 
 
@@ -90,7 +90,7 @@ def _check(out: Path, locks: Path, recipe: str) -> None:
     try:
         report = check_corpus([out], locks=locks, options=ContaminationOptions(semantic="off"))
     except (InputFileError, MissingExtraError) as error:
-        console.print(f"contamination not checked: {error}", highlight=False)
+        console.print(f"contamination not checked: {error}", highlight=False, markup=False)
         return
     hits = len(report.hits)
     console.print(f"contamination (exact, near, template) against {len(report.benches)} frozen benches: {hits} hits"

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
 
 from refcal.bench import load_bench
 from refcal.bench.freeze import DEFAULT_LOCKS, check_frozen
-from refcal.cli.common import DEFAULT_STORE, LocksOption, StoreOption, console, fail, parse_mapping
+from refcal.cli.common import DEFAULT_STORE, LocksOption, StoreOption, console, damaged_store, fail, parse_mapping
 from refcal.cli.exit_codes import EXIT_ERRORS, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE
 from refcal.cli.progress import DrillProgress
 from refcal.drills.attacker import Attacker, make_attacker, new_attacker
@@ -36,6 +37,7 @@ from refcal.store.runs import Store
 from refcal.targets import DEFAULT_API_KEY_ENV, DEFAULT_TARGET, GenerationParams, Target, make_target
 
 drill_app = typer.Typer()
+_Built = TypeVar("_Built")
 
 
 def register(parent: typer.Typer) -> None:
@@ -46,11 +48,11 @@ def register(parent: typer.Typer) -> None:
 @dataclass(frozen=True)
 class _Prepared:
     """What a drill needs once its options are checked: the targets and judge (not started yet) and the plan,
-    which records the run once the targets have started."""
+    which records the run in the store once the targets have started."""
 
     target: Target
     judge: Judge
-    plan: Callable[[], RunRecord]
+    plan: Callable[[Store], RunRecord]
     judge_target: Target | None = None
     attacker: Attacker | None = None
 
@@ -108,9 +110,15 @@ def drill(
                    attacker=attacker, attacker_turns=attacker_turns, attacker_kinds=attacker_kinds, hints=hints,
                    locks=locks)
     try:
-        with Store(store) as database:
-            prepared = _resumed(database, resume) if resume else _planned(database, **options)
-            code = asyncio.run(_drill_async(database, prepared))
+        if resume:
+            with Store(store) as database:
+                code = asyncio.run(_drill_async(database, _resumed(database, resume)))
+        else:
+            prepared = _planned(**options)  # every option checked before the store is opened: bad input writes nothing
+            with Store(store) as database:
+                code = asyncio.run(_drill_async(database, prepared))
+    except sqlite3.DatabaseError as error:
+        raise damaged_store(store, error) from None
     except KeyboardInterrupt:
         raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None
@@ -130,10 +138,18 @@ def _resumed(database: Store, resume: str) -> _Prepared:
     the_judge = make_judge(run.judge_name, the_judge_target, Path(run.judge_head) if run.judge_head else None)
     check_resumable(run, the_target, the_judge)
     the_attacker = make_attacker(run.attacker) if run.attacker else None
-    return _Prepared(the_target, the_judge, lambda: run, the_judge_target, the_attacker)
+    return _Prepared(the_target, the_judge, lambda database: run, the_judge_target, the_attacker)
 
 
-def _planned(database: Store, *, bench: str, target: str, concurrency: int, limit: int | None, out: Path | None,
+def _named(option: str, build: Callable[[], _Built]) -> _Built:
+    """`build()`, with a bad target spec named by the option that gave it (`--target: bad target spec …`)."""
+    try:
+        return build()
+    except TargetSpecError as error:
+        raise TargetSpecError(f"{option}: {error}") from None
+
+
+def _planned(*, bench: str, target: str, concurrency: int, limit: int | None, out: Path | None,
              no_cache: bool, api_key_env: str, max_tokens: int, temperature: float, columns: str | None,
              expect_map: str | None, judge: str, judge_target: str | None, head: Path | None,
              mutators: str | None, per_item: int, depth: int, seed: int, replay: str | None, scripts: str | None,
@@ -146,7 +162,8 @@ def _planned(database: Store, *, bench: str, target: str, concurrency: int, limi
     the_scripts = _scripts(scripts)
     if sum(bool(mode) for mode in (the_scripts, attacker, mutation or replay)) > 1:
         raise ValueError("choose one of --scripts, --attacker (slow drills) and --mutators/--replay")
-    the_attacker = _attacker(attacker, attacker_turns, attacker_kinds) if attacker else None
+    the_attacker = _named("--attacker", lambda: _attacker(attacker, attacker_turns, attacker_kinds)) \
+        if attacker else None
     if hints not in HINT_MODES:
         raise ValueError(f"--hints must be one of {', '.join(HINT_MODES)}, got '{hints}'")
     if (the_scripts or the_attacker) and any(item.grounded for item in the_bench.items):
@@ -156,9 +173,11 @@ def _planned(database: Store, *, bench: str, target: str, concurrency: int, limi
         check_plan(the_bench, mutation)  # before the target starts
     if replay is not None:
         replay_variant(the_bench, replay)  # a bad id fails here, before the target starts
-    the_target = make_target(target, params=GenerationParams(max_tokens=max_tokens, temperature=temperature),
-                             concurrency=concurrency, api_key_env=api_key_env)
-    the_judge_target = _judge_target(judge_target if judge in ("llm", "cascade") else None)
+    the_target = _named("--target", lambda: make_target(
+        target, params=GenerationParams(max_tokens=max_tokens, temperature=temperature), concurrency=concurrency,
+        api_key_env=api_key_env))
+    the_judge_target = _named("--judge-target",
+                              lambda: _judge_target(judge_target if judge in ("llm", "cascade") else None))
     the_judge = make_judge(judge, the_judge_target, head)
     run_options: dict[str, Any] = dict(
         target_spec=the_target.description, out_root=Path("runs"), out_dir=out, limit=limit,
@@ -168,7 +187,7 @@ def _planned(database: Store, *, bench: str, target: str, concurrency: int, limi
         scripts=the_scripts, attacker=the_attacker.plan if the_attacker else None, to_end=to_end, locks=locks,
         hints=hints)
 
-    def plan() -> RunRecord:
+    def plan(database: Store) -> RunRecord:
         return new_run(database, the_bench, the_target, the_judge, **run_options)
     return _Prepared(the_target, the_judge, plan, the_judge_target, the_attacker)
 
@@ -221,9 +240,10 @@ async def _drill_async(store: Store, prepared: _Prepared) -> int:
         for started in (prepared.target, prepared.judge_target, attacker.target if attacker else None):
             if started is not None:
                 await stack.enter_async_context(started)
-        run = prepared.plan()
-        console.print(f"run [b]{run.run_id}[/b]: {run.bench_name} ({run.bench_digest[:19]}…) on "
-                      f"{run.target_spec}, judge {run.judge_name} {escape(run.judge_version)}", highlight=False)
+        run = prepared.plan(store)
+        console.print(f"run [b]{escape(run.run_id)}[/b]: {escape(run.bench_name)} ({run.bench_digest[:19]}…) on "
+                      f"{escape(run.target_spec)}, judge {escape(run.judge_name)} {escape(run.judge_version)}",
+                      highlight=False)
         with DrillProgress(planned_count(run), store.count_attempts(run.run_id)) as advance:
             receipt = await drill_async(run, prepared.target, prepared.judge, store, advance, attacker)
     return _report(receipt, run)
@@ -233,5 +253,6 @@ def _report(receipt: Receipt, run: RunRecord) -> int:
     """The summary on the terminal, where receipt and report are, and the exit code."""
     print_summary(receipt, console)
     out_dir = Path(run.out_dir)
-    console.print(f"receipt: {out_dir / 'receipt.json'}   report: {out_dir / 'report.html'}", highlight=False)
+    console.print(f"receipt: {out_dir / 'receipt.json'}   report: {out_dir / 'report.html'}", highlight=False,
+                  markup=False)
     return EXIT_ERRORS if receipt.counts.errors else EXIT_OK

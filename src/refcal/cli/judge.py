@@ -98,7 +98,7 @@ def judge_file(source: Annotated[Path, typer.Argument(help="JSONL rows {id, prom
                   "depth": verdict.depth}
         lines.append(json.dumps({**(row.model_extra or {}), **fields}, ensure_ascii=False))
     write_atomic(out, "\n".join(lines) + "\n")
-    console.print(f"judged {len(rows)} rows with {judge.name} {escape(judge.version)} → {out}", highlight=False)
+    console.print(f"judged {len(rows)} rows with {judge.name} {judge.version} → {out}", highlight=False, markup=False)
 
 
 StoreOption = Annotated[Path, typer.Option("--store", envvar="REFCAL_STORE",
@@ -153,13 +153,13 @@ def judge_eval(labels: Annotated[Path | None, typer.Option("--labels", help="JSO
             judge=judge.name, version=judge.version, labels=_file_tag(labels) if labels else source,
             rows=overall.rows, accuracy=overall.accuracy, f1=overall.f1, kappa=overall.kappa,
             errors=side_errors([human for human, _ in pairs], [judged for _, judged in pairs])))
-    console.print(f"{judge.name} {escape(judge.version)} on {labels or source} ({overall.rows} rows)",
-                  highlight=False)
+    console.print(f"{judge.name} {judge.version} on {labels or source} ({overall.rows} rows)", highlight=False,
+                  markup=False)
     _print_scores({"overall": overall})
     _print_confusion(overall)
     for column in by or []:
         keys = [str((row.model_extra or {}).get(column, getattr(row, column, None))) for row in rows]
-        console.print(f"by {column}:", highlight=False)
+        console.print(f"by {column}:", highlight=False, markup=False)
         _print_scores(agreement_by(keys, pairs))  # type: ignore[arg-type]
 
 
@@ -190,7 +190,7 @@ def judge_train(out: Annotated[Path, typer.Option("--out", help="Head file to wr
     except (InputFileError, RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     model.save(out)
-    console.print(f"trained {model.version} on {len(rows)} rows → {out}", highlight=False)
+    console.print(f"trained {model.version} on {len(rows)} rows → {out}", highlight=False, markup=False)
 
 
 def _print_scores(groups: dict[str, Agreement]) -> None:
@@ -198,7 +198,7 @@ def _print_scores(groups: dict[str, Agreement]) -> None:
                   caption="refusal = full + partial; undetermined counts as disagreement")
     table.columns[0].overflow = "fold"
     for name, scores in groups.items():
-        table.add_row(name, str(scores.rows), *(f"{value:.3f}" for value in (
+        table.add_row(escape(name), str(scores.rows), *(f"{value:.3f}" for value in (
             scores.accuracy, scores.precision, scores.recall, scores.f1, scores.three_class, scores.kappa)),
             str(scores.undetermined))
     console.print(table)
@@ -208,5 +208,5 @@ def _print_confusion(scores: Agreement) -> None:
     columns = next(iter(scores.confusion.values())).keys()
     table = Table("human ↓ / judge →", *columns, title="confusion matrix")
     for human, row in scores.confusion.items():
-        table.add_row(human, *(str(row[column]) for column in columns))
+        table.add_row(escape(human), *(str(row[column]) for column in columns))
     console.print(table)

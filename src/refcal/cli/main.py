@@ -28,10 +28,10 @@ def main() -> None:
     try:
         app()
     except RefcalError as error:  # pragma: no cover - commands catch their own; this is a backstop
-        errors_console.print(f"error: {error}")
+        errors_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_INPUT)
     except TargetError as error:  # pragma: no cover
-        errors_console.print(f"error: {error}")
+        errors_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_UNAVAILABLE)
 
 

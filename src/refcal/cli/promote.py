@@ -5,6 +5,7 @@ Exit codes: 0 promoted; 1 rejected; 2 bad input (a gates file that cannot be rea
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from refcal.bench.freeze import DEFAULT_LOCKS
-from refcal.cli.common import DEFAULT_STORE, LocksOption, StoreOption, console, fail
+from refcal.cli.common import DEFAULT_STORE, LocksOption, StoreOption, console, damaged_store, fail
 from refcal.cli.exit_codes import EXIT_INPUT, EXIT_NO, EXIT_OK
 from refcal.errors import InputFileError
 from refcal.files import write_atomic
 from refcal.promote.evidence import promotion_record, read_evidence
 from refcal.promote.gates import evaluate, read_gates
+from refcal.store.database import check_database_file
 
 promote_app = typer.Typer()
 
@@ -42,18 +44,22 @@ def promote(
     """Check every gate against the receipts and their evidence; PROMOTED (exit 0) or REJECTED (exit 1)."""
     try:
         the_gates = read_gates(gates)
-    except InputFileError as error:
+        check_database_file(store)  # a --store that is a folder, a device or damaged is refused, never ignored
+        evidence = [read_evidence(candidate, store) for candidate in candidates]
+        base = read_evidence(baseline, store) if baseline else None
+        outcomes = evaluate(the_gates, evidence, base, locks, strict)
+    except InputFileError as error:  # a gates file, a lock, or a damaged --store
         raise fail(str(error), EXIT_INPUT) from None
-    evidence = [read_evidence(candidate, store) for candidate in candidates]
-    base = read_evidence(baseline, store) if baseline else None
-    outcomes = evaluate(the_gates, evidence, base, locks, strict)
-    table = Table("gate", "claim", "figures", "result", title=f"promotion gates ({gates})")
+    except sqlite3.DatabaseError as error:
+        raise damaged_store(store, error) from None
+    table = Table("gate", "claim", "figures", "result", title=f"promotion gates ({escape(str(gates))})")
     for outcome in outcomes:
         result = "[green]PASS[/green]" if outcome.passed else "[red]FAIL[/red]\n" + "\n".join(
             escape(problem) for problem in outcome.problems)
         if outcome.underpowered:
             result += "\n[yellow]" + "\n".join(escape(why) for why in outcome.underpowered) + "[/yellow]"
-        table.add_row(f"{gates.name}:{outcome.gate.line}", escape(f"{outcome.gate.claim} on {outcome.gate.bench}"),
+        table.add_row(escape(f"{gates.name}:{outcome.gate.line}"),
+                      escape(f"{outcome.gate.claim} on {outcome.gate.bench}"),
                       escape("\n".join(outcome.figures) or "—"), result)
     console.print(table)
     promoted = all(outcome.passed for outcome in outcomes)

@@ -48,10 +48,10 @@ def readiness_command(
                   f"refusal {verdict.lookalike_refusal.k if verdict.lookalike_refusal else 0}/"
                   f"{verdict.lookalike_refusal.n if verdict.lookalike_refusal else 0}", highlight=False)
     if verdict.ready:
-        console.print(f"[green]READY[/green] to recalibrate ({out / 'readiness.json'})")
+        console.print(f"[green]READY[/green] to recalibrate ({escape(str(out / 'readiness.json'))})", highlight=False)
         raise typer.Exit(EXIT_OK)
-    console.print("[red]NOT READY[/red]: " + "; ".join(verdict.reasons) + " — fix the base before "
-                  "recalibrating it")
+    console.print("[red]NOT READY[/red]: " + escape("; ".join(verdict.reasons)) + " — fix the base before "
+                  "recalibrating it", highlight=False)
     raise typer.Exit(EXIT_NO)
 
 
@@ -63,5 +63,5 @@ def readiness_gate(base: str, store: Path, force: bool) -> Any:
     gate = require_ready(base, base_digest(base), readiness_dir(store), force)
     if gate.status != "ready":
         errors_console.print(f"[yellow]--force:[/yellow] training {escape(base)} although "
-                             f"{'; '.join(gate.reasons)} (recorded in the receipt)", highlight=False)
+                             f"{escape('; '.join(gate.reasons))} (recorded in the receipt)", highlight=False)
     return gate

@@ -105,9 +105,9 @@ def direction_command(
     except (InputFileError, TargetSpecError, MissingExtraError, DirectionError, NotReadyError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     split = job.plan.split
-    console.print(f"{job.bench.name}: {len(split.extraction)} items give the directions, {len(split.evaluation)} "
-                  f"score the trials; mode {settings.mode}, {settings.trials} trials → {escape(str(out))}",
-                  highlight=False)
+    console.print(f"{escape(job.bench.name)}: {len(split.extraction)} items give the directions, "
+                  f"{len(split.evaluation)} score the trials; mode {settings.mode}, {settings.trials} trials → "
+                  f"{escape(str(out))}", highlight=False)
     try:
         with search_display() as progress:
             outcome = run_direction(job, progress)
@@ -128,7 +128,7 @@ def _print_outcome(outcome: Any, out: Path) -> None:
     console.print(f"{len(report.trials)} trials, front {report.front}; plot → {escape(str(out / 'pareto.html'))}",
                   highlight=False)
     if report.baseline is not None:
-        console.print(evaluation_text("base  ", report.baseline), highlight=False)
+        console.print(evaluation_text("base  ", report.baseline), highlight=False, markup=False)
     if outcome.receipt is None:
         errors_console.print(f"[yellow]no trial meets false refusal ≤ {report.rule.max_false_refusal:g} and KL ≤ "
                              f"{report.rule.max_kl:g}[/yellow]; nothing saved (loosen the bounds and run again "
@@ -136,8 +136,9 @@ def _print_outcome(outcome: Any, out: Path) -> None:
         return
     receipt = outcome.receipt
     console.print(evaluation_text(f"chosen trial {receipt.chosen.number}", receipt.chosen.evaluation),
-                  highlight=False)
-    console.print(f"saved as {receipt.saved_as} in {receipt.wall_time_s['total']:.0f} s → {escape(receipt.output)} "
+                  highlight=False, markup=False)
+    console.print(f"saved as {escape(receipt.saved_as)} in {receipt.wall_time_s['total']:.0f} s → "
+                  f"{escape(receipt.output)} "
                   f"(drill it with --target hf:{escape(receipt.output)})", highlight=False)
     if receipt.saved_as == "steering-file":
         errors_console.print("[yellow]conditional steering lives in steering.json:[/yellow] only loaders that call "

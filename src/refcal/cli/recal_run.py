@@ -50,7 +50,7 @@ def run_command(
             from None
     except (RefcalError, ValueError) as error:
         raise fail(str(error), EXIT_INPUT) from None
-    table = Table("bench", "gate", "base", "candidate", title=f"promotion gates ({settings.gates})")
+    table = Table("bench", "gate", "base", "candidate", title=f"promotion gates ({escape(str(settings.gates))})")
     for row in result.rows:
         table.add_row(escape(row.bench), escape(row.claim), _cell(row.base_passed, row.base_figures),
                       _cell(row.candidate_passed, row.candidate_figures + row.problems))

@@ -114,16 +114,17 @@ def _print_plan(job: Any) -> None:
         errors_console.print(f"[yellow]contamination check:[/yellow] {escape(contamination.note)}", highlight=False)
     elif contamination.hits:
         errors_console.print(f"[yellow]contamination allowed:[/yellow] {contamination.hits} hit(s) against "
-                             f"{', '.join(contamination.benches)} (recorded in the receipt)", highlight=False)
+                             f"{escape(', '.join(contamination.benches))} (recorded in the receipt)", highlight=False)
     else:
-        console.print(f"contamination: clean against {', '.join(contamination.benches)}", highlight=False)
+        console.print(f"contamination: clean against {', '.join(contamination.benches)}", highlight=False,
+                      markup=False)
     corpus = job.corpus
     if corpus.truncated or corpus.dropped:
         errors_console.print(f"[yellow]max_length {job.settings.max_length}:[/yellow] {corpus.truncated} row(s) cut, "
                              f"{corpus.dropped} left out", highlight=False)
     start = f"resuming from {job.resume_from.name}" if job.resume_from else "starting"
     console.print(f"{start}: {corpus.rows} rows, {len(job.pairs)} pairs, device {job.device} ({job.dtype})",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 def _print_result(receipt: Any) -> None:

@@ -95,13 +95,14 @@ def review_serve(runs: RunsArgument = None,
         database = Store(store)
         run_ids = _run_ids(database, runs, latest_only=True)
         picks = draw_queue(database, run_ids, name, size, second_opinion, seed)
-    except StoreError as error:
+    except (StoreError, InputFileError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     token = None if host in LOCAL_HOSTS else secrets.token_urlsafe(24)
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-    console.print(f"{len(picks)} attempts to review for {name} from {', '.join(run_ids)}", highlight=False)
+    console.print(f"{len(picks)} attempts to review for {name} from {', '.join(run_ids)}", highlight=False,
+                  markup=False)
     console.print(f"open http://{shown}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl+C to stop)",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, markup=False, soft_wrap=True)
     try:
         serve(ReviewSession(database, name, picks), host=host, port=port, token=token)
     finally:
@@ -110,7 +111,7 @@ def review_serve(runs: RunsArgument = None,
                 receipt = finish(database, run_id)
                 console.print(f"rewrote {Path(database.get_run(run_id).out_dir) / 'receipt.json'}"
                               + (f" — {receipt.review.warning}" if receipt.review and receipt.review.warning else ""),
-                              highlight=False)
+                              highlight=False, markup=False)
         database.close()
 
 
@@ -126,10 +127,10 @@ def review_export(runs: RunsArgument = None,
             labels = [label for label in database.labels(_run_ids(database, runs))
                       if reviewer is None or label.reviewer == reviewer]
             rows = [(label, database.attempt(label.run_id, label.variant_id)) for label in labels]
-    except StoreError as error:
+    except (StoreError, InputFileError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     write_atomic(out, export_text(rows))
-    console.print(f"exported {len(rows)} labels → {out}", highlight=False)
+    console.print(f"exported {len(rows)} labels → {out}", highlight=False, markup=False)
 
 
 @review_app.command("import")
@@ -142,7 +143,7 @@ def review_import(source: Annotated[Path, typer.Argument(help="A labels file fro
             database.add_labels(labels)
     except (InputFileError, StoreError) as error:
         raise fail(str(error), EXIT_INPUT) from None
-    console.print(f"imported {len(labels)} labels from {source}", highlight=False)
+    console.print(f"imported {len(labels)} labels from {source}", highlight=False, markup=False)
 
 
 @review_app.command("agreement")
@@ -154,13 +155,14 @@ def review_agreement(runs: RunsArgument = None, store: StoreOption = DEFAULT_STO
             labels = database.labels(run_ids)
             attempts = {(label.run_id, label.variant_id): database.attempt(label.run_id, label.variant_id)
                         for label in labels}
-    except StoreError as error:
+    except (StoreError, InputFileError) as error:
         raise fail(str(error), EXIT_INPUT) from None
     if not labels:
         raise fail("no labels yet: review first (refcal review)", EXIT_INPUT)
     pairs = Table("reviewer", "reviewer", "shared", "same label", "Cohen's κ", title="between reviewers")
     for pair in reviewer_pairs(labels):
-        pairs.add_row(pair.first, pair.second, str(pair.shared), f"{pair.agreement:.2f}", f"{pair.kappa:.3f}")
+        pairs.add_row(escape(pair.first), escape(pair.second), str(pair.shared), f"{pair.agreement:.2f}",
+                      f"{pair.kappa:.3f}")
     console.print(pairs if pairs.row_count else "no attempt has labels from two reviewers yet (--second-opinion)")
     summary = review_summary(labels, attempts)
     if summary is not None:

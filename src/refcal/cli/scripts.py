@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from refcal.cli.common import console, errors_console, fail
@@ -26,7 +27,8 @@ def scripts_list() -> None:
     """The shipped scripts: name, turns, the kinds of their moves."""
     table = Table("name", "turns", "moves", "note")
     for script in shipped_scripts():
-        table.add_row(script.name, str(script.turns), " → ".join(move.kind for move in script.moves), script.note)
+        table.add_row(escape(script.name), str(script.turns), escape(" → ".join(move.kind for move in script.moves)),
+                      escape(script.note))
     console.print(table)
 
 
@@ -47,9 +49,9 @@ def scripts_ground(logs: Annotated[list[Path], typer.Argument(help="JSONL logs o
         errors_console.print(f"… and {len(grounded.skipped_lines) - 5} more unreadable lines", highlight=False)
     kinds = ", ".join(f"{kind} {count}" for kind, count in grounded.classified.most_common()) or "none"
     console.print(f"{grounded.follow_ups} follow-ups, {sum(grounded.classified.values())} classified ({kinds})",
-                  highlight=False)
+                  highlight=False, markup=False)
     if not grounded.scripts:
         raise fail("no script could be built: a script needs two or more classified follow-ups", EXIT_INPUT)
     write_atomic(out, scripts_yaml(grounded.scripts))
     load_scripts(out)  # what was written must read back as scripts
-    console.print(f"wrote {len(grounded.scripts)} scripts → {out}", highlight=False)
+    console.print(f"wrote {len(grounded.scripts)} scripts → {out}", highlight=False, markup=False)

@@ -140,7 +140,7 @@ def _print_pass(report: PassReport, running: Sweep) -> None:
                   f"windows closed, {len(report.breaches)} breaches"
                   + (f", review sample → run {report.review_run}" if report.review_run else "")
                   + f"  [total {totals.exchanges} exchanges, {totals.malformed} quarantined]", highlight=False,
-                  soft_wrap=True)
+                  markup=False, soft_wrap=True)
     for note in report.notes:
         errors_console.print(f"note: {escape(note)}", highlight=False)
     if report.malformed:

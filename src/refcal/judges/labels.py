@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refcal.errors import InputFileError
 from refcal.files import json_lines
@@ -57,6 +57,8 @@ def _row(record: Any, where: str, number: int, require_label: bool, seen: set[st
         if field in record and not isinstance(record[field], str):
             raise InputFileError(f"must be a string, got {type(record[field]).__name__}", path=where,
                                  line=number, field=field)
+    if not record["id"]:
+        raise InputFileError("must not be empty", path=where, line=number, field="id")
     record = dict(record)
     if "label" in record:
         if record["label"] not in LABEL_SYNONYMS:
@@ -66,4 +68,9 @@ def _row(record: Any, where: str, number: int, require_label: bool, seen: set[st
     if record["id"] in seen:
         raise InputFileError(f"duplicate id '{record['id']}'", path=where, line=number, field="id")
     seen.add(record["id"])
-    return ResponseRow.model_validate(record)
+    try:
+        return ResponseRow.model_validate(record)
+    except ValidationError as error:  # a backstop: the checks above name every field the model checks
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise InputFileError(first["msg"], path=where, line=number, field=field) from None

@@ -34,6 +34,7 @@ marked underpowered; `strict` makes that a failure. `no_regression` tests the di
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import tomllib
@@ -54,6 +55,8 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 CHECKS = ("no_regression", "scored_equals_strict", "hint_free_present")
 GATE_KEYS = {"metric", "op", "value", "check", "bench", "judge", "note"}
 TOP_KEYS = {"bench", "judge", "gate"}
+GATE_HEADER = r"^\s*\[\[\s*gate\s*\]\]"
+"""The line that opens a gate table; errors in a gate name it."""
 
 
 def _rate(rate: Rate | None) -> float | None:
@@ -146,13 +149,14 @@ class Outcome:
 def read_gates(path: Path) -> list[Gate]:
     """Parse a gates file; every mistake names the file and the line of its gate."""
     where = str(path)
+    text = _gates_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise InputFileError("no such file", path=where) from None
     except tomllib.TOMLDecodeError as error:
-        raise InputFileError(f"not valid TOML: {error}", path=where) from None
+        found = re.search(r"\(at line (\d+), column \d+\)", str(error))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
+        raise InputFileError(f"not valid TOML: {reason}", path=where,
+                             line=int(found.group(1)) if found else None) from None
     unknown = set(data) - TOP_KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -160,10 +164,44 @@ def read_gates(path: Path) -> list[Gate]:
                              line=_line_of(text, rf"^\s*{re.escape(key)}\s*="), field=key)
     tables = data.get("gate", [])
     if not isinstance(tables, list) or not tables:
-        raise InputFileError("no [[gate]] tables", path=where)
-    lines = [number for number, line in enumerate(text.splitlines(), start=1) if re.match(r"^\s*\[\[gate\]\]", line)]
-    return [_gate(table, data, where, lines[index] if index < len(lines) else None)
-            for index, table in enumerate(tables)]
+        raise InputFileError("no [[gate]] tables", path=where, line=_line_of(text, r"^\s*(gate\s*=|\[\s*gate\s*\])"))
+    lines = [number for number, line in enumerate(text.splitlines(), start=1) if re.match(GATE_HEADER, line)]
+    gates = []
+    for index, table in enumerate(tables):
+        line = lines[index] if index < len(lines) else _line_of(text, r"^\s*gate\s*=")
+        if not isinstance(table, dict):
+            raise InputFileError(f"each gate must be a table ([[gate]]), got {_kind(table)}", path=where, line=line,
+                                 field="gate")
+        gates.append(_gate(table, data, where, line))
+    return gates
+
+
+def _gates_text(path: Path) -> str:
+    """The file's text; a directory, an unreadable file or bytes that are not UTF-8 name the file (and line)."""
+    where = str(path)
+    if not path.exists():
+        raise InputFileError("no such file", path=where)
+    if not path.is_file():
+        raise InputFileError("not a file (a gates file is TOML)", path=where)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputFileError(f"cannot read: {error.strerror or error}", path=where) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        start = data.rfind(b"\n", 0, error.start) + 1
+        key = re.match(rb"^\s*([A-Za-z0-9_-]+)\s*=", data[start:])
+        raise InputFileError(f"not UTF-8 (byte {error.start - start} of the line)", path=where, line=line,
+                             field=key.group(1).decode() if key else None) from None
+
+
+def _kind(value: object) -> str:
+    """A TOML value's kind, as the error messages name it."""
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array",
+             dict: "a table"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -172,11 +210,15 @@ def _line_of(text: str, pattern: str) -> int | None:
 
 def _gate(table: dict[str, Any], defaults: dict[str, Any], where: str, line: int | None) -> Gate:
     def bad(message: str, key: str) -> InputFileError:
+        """Named by the line of the gate's `[[gate]]` header, and the key."""
         return InputFileError(message, path=where, line=line, field=key)
 
     unknown = set(table) - GATE_KEYS
     if unknown:
         raise bad(f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(GATE_KEYS))})", sorted(unknown)[0])
+    for key in ("metric", "op", "check"):
+        if key in table and not isinstance(table[key], str):
+            raise bad(f"must be a string, got {_kind(table[key])}", key)
     bench = table.get("bench", defaults.get("bench"))
     if not isinstance(bench, str) or not bench:
         raise bad("no bench: set `bench` in the gate or at the top of the file", "bench")
@@ -196,6 +238,8 @@ def _gate(table: dict[str, Any], defaults: dict[str, Any], where: str, line: int
     value = table.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad("value must be a number", "value")
+    if not math.isfinite(value):
+        raise bad(f"value must be a finite number, got {value}", "value")
     return Gate(line=line or 0, bench=bench, judge=judge, metric=table["metric"], op=table["op"], value=float(value),
                 note=str(table.get("note", "")))
 

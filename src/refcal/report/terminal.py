@@ -24,7 +24,7 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
     """Both sides of the line, per class and overall, with errors and undetermined beside."""
     console = console or Console()
     metrics = receipt.metrics
-    table = Table(title=f"refcal drill {receipt.run_id} — {receipt.bench.name} on {receipt.target.spec}",
+    table = Table(title=escape(f"refcal drill {receipt.run_id} — {receipt.bench.name} on {receipt.target.spec}"),
                   caption="rates with Wilson 95 % intervals; errors and undetermined are in no denominator")
     table.add_column("class", overflow="fold")
     table.add_column("refusal rate\n(must refuse)", justify="right", no_wrap=True)
@@ -34,14 +34,14 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
         partial = row.refuse.partial_refusal + row.comply.partial_refusal
         undetermined = row.refuse.undetermined + row.comply.undetermined
         errors = row.refuse.errors + row.comply.errors
-        table.add_row(klass, _cell(row.refusal_rate), _cell(row.false_refusal_rate),
+        table.add_row(escape(klass), _cell(row.refusal_rate), _cell(row.false_refusal_rate),
                       f"{partial}/{undetermined}/{errors}")
     table.add_section()
     totals = metrics.refuse.partial_refusal + metrics.comply.partial_refusal
     table.add_row("[b]overall[/b]", _cell(metrics.refusal_rate), _cell(metrics.false_refusal_rate),
                   f"{totals}/{receipt.counts.undetermined}/{receipt.counts.errors}")
     console.print(table)
-    console.print(f"judge {receipt.judge.name} {escape(receipt.judge.version)}: "
+    console.print(f"judge {escape(receipt.judge.name)} {escape(receipt.judge.version)}: "
                   f"{escape(agreement_line(receipt))}", highlight=False)
     if receipt.corrected is not None:
         corrected = receipt.corrected
@@ -51,9 +51,9 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
                       f"{escape(corrected_text(corrected.refusal_floor))} "
                       f"(class {escape(corrected.floor_class or '—')})", highlight=False)
     floor = metrics.refusal_floor
-    console.print(f"refusal floor: [b]{_cell(floor)}[/b] (class {floor.klass or '—'})   "
+    console.print(f"refusal floor: [b]{_cell(floor)}[/b] (class {escape(floor.klass or '—')})   "
                   f"attempts {receipt.counts.attempts}, errors {receipt.counts.errors}, "
-                  f"undetermined {receipt.counts.undetermined}, cached {receipt.counts.cached}")
+                  f"undetermined {receipt.counts.undetermined}, cached {receipt.counts.cached}", highlight=False)
     if set(metrics.per_family) - {AS_WRITTEN}:
         print_break_map(metrics, console)
     if metrics.pressure is not None:
@@ -64,7 +64,7 @@ def print_summary(receipt: Receipt, console: Console | None = None) -> None:
         print_review(receipt.review, console)
     if receipt.plan.review_sample:
         console.print(f"review sample: {receipt.plan.review_sample} (drill {receipt.plan.number} of this bench on "
-                      "this target)", highlight=False)
+                      "this target)", highlight=False, markup=False)
 
 
 def _share_text(value: float | None) -> str:
@@ -109,30 +109,32 @@ def print_break_map(metrics: Metrics, console: Console) -> None:
     grid.add_column("family")
     classes = list(metrics.per_class)
     for klass in classes:
-        grid.add_column(klass[:10], justify="center", no_wrap=True)
+        grid.add_column(escape(klass[:10]), justify="center", no_wrap=True)
     grid.add_column("all (Wilson 95 %)", no_wrap=True)
     for family, row in metrics.per_family.items():
         by_class = metrics.per_family_class.get(family, {})
         cells = [f"{percent(_share(by_class[klass].refusal_rate), 0, '')}/"
                  f"{percent(_share(by_class[klass].false_refusal_rate), 0, '')}"
                  if klass in by_class else "—" for klass in classes]
-        grid.add_row(family, *cells, f"{_cell(row.refusal_rate)}\n{_cell(row.false_refusal_rate)}")
+        grid.add_row(escape(family), *cells, f"{_cell(row.refusal_rate)}\n{_cell(row.false_refusal_rate)}")
     console.print(grid)
     floor = metrics.refusal_floor_over_families
     if floor is not None:
-        console.print(f"refusal floor over families: [b]{_cell(floor)}[/b] (family {floor.family or '—'})")
+        console.print(f"refusal floor over families: [b]{_cell(floor)}[/b] (family {escape(floor.family or '—')})",
+                      highlight=False)
 
 
 def print_pressure(pressure: PressureMetrics, console: Console) -> None:
     """Survival by turn on must-refuse items, and what broke the line (or created a refusal)."""
     survival = "  ".join(f"t{point.turn}: {survival_text(point)}" for point in pressure.survival_by_turn)
-    console.print(f"refusal survival by turn (must refuse, Kaplan–Meier): {survival}", highlight=False)
+    console.print(f"refusal survival by turn (must refuse, Kaplan–Meier): {survival}", highlight=False,
+                  markup=False)
     kinds = Table(title="pressure-to-break by move kind", caption="breaks / moves met while the line held")
     kinds.add_column("move")
     kinds.add_column("broke a refusal", justify="right", no_wrap=True)
     kinds.add_column("created a refusal (benign)", justify="right", no_wrap=True)
     for kind in sorted(set(pressure.break_rate_by_kind) | set(pressure.created_rate_by_kind)):
-        kinds.add_row(kind, _cell(pressure.break_rate_by_kind.get(kind)),
+        kinds.add_row(escape(kind), _cell(pressure.break_rate_by_kind.get(kind)),
                       _cell(pressure.created_rate_by_kind.get(kind)))
     console.print(kinds)
     console.print(f"breaks: {len(pressure.breaks)}; refusals created by pressure: {len(pressure.created)}",
@@ -146,7 +148,8 @@ def print_review(review: ReviewSummary, console: Console) -> None:
     for column in ("deciding lane", "rows", "agree", "agreement", "same label"):
         table.add_column(column)
     for name, scores in [("all", review.overall), *review.by_lane.items()]:
-        table.add_row(name, str(scores.rows), str(scores.agree), f"{scores.accuracy:.2f}", f"{scores.three_class:.2f}")
+        table.add_row(escape(name), str(scores.rows), str(scores.agree), f"{scores.accuracy:.2f}",
+                      f"{scores.three_class:.2f}")
     console.print(table)
     if review.warning:
         console.print(f"[yellow]warning:[/yellow] {escape(review.warning)}", highlight=False)
@@ -154,8 +157,8 @@ def print_review(review: ReviewSummary, console: Console) -> None:
 
 def print_grounded(grounded: GroundedMetrics, console: Console) -> None:
     """The grounded contract per mode: scored and strict pass rates, per expectation, and what failed."""
-    table = Table(title=f"grounded ({grounded.scorer_version}"
-                        + (f", hint {grounded.hint_version})" if grounded.hint_version else ")"),
+    table = Table(title=escape(f"grounded ({grounded.scorer_version}"
+                               + (f", hint {grounded.hint_version})" if grounded.hint_version else ")")),
                   caption="scored: the contract; strict: also no residue (aliases, id-only, outside ids, "
                           "invented private state); clean when they count the same passes")
     for column in ("mode", "expect", "scored", "strict", "errors"):
@@ -166,9 +169,9 @@ def print_grounded(grounded: GroundedMetrics, console: Console) -> None:
         table.add_row(f"[b]{mode}[/b]", "all" + ("" if summary.clean else " [red](not clean)[/red]"),
                       _cell(summary.scored), _cell(summary.strict), str(summary.errors))
         for expect, rates in summary.per_expect.items():
-            table.add_row("", expect, _cell(rates.scored), _cell(rates.strict), str(rates.errors))
+            table.add_row("", escape(expect), _cell(rates.scored), _cell(rates.strict), str(rates.errors))
     console.print(table)
     for mode, summary in (("hint-free", grounded.hint_free), ("hinted", grounded.hinted)):
         if summary is not None and summary.reasons:
             reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.reasons.items()))
-            console.print(f"{mode} failures: {reasons}", highlight=False)
+            console.print(f"{mode} failures: {reasons}", highlight=False, markup=False)

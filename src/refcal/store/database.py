@@ -9,17 +9,70 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import ClassVar, Self
 
+from refcal.errors import StoreFileError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_BYTES = 100
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse, before SQLite touches it, a path that cannot be a run database: a directory, a device, a file that
+    is not SQLite, or one shorter than its own header says (truncated). A missing or empty file is a new store."""
+    where = str(path)
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StoreFileError("is a directory, not a run database", path=where)
+    if not path.is_file():
+        raise StoreFileError("is not a regular file, not a run database", path=where)
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(HEADER_BYTES)
+        size = path.stat().st_size
+    except OSError as error:
+        raise StoreFileError(f"cannot read the run database: {error.strerror or error}", path=where) from None
+    if not header:
+        return
+    if len(header) < HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
+        what = "truncated: shorter than a SQLite header" if SQLITE_MAGIC.startswith(header[:16]) \
+            else "not a SQLite database"
+        raise StoreFileError(f"{what}, so not a run database", path=where)
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]  # the page count is trusted only when this holds
+    journals = [path.with_name(path.name + suffix) for suffix in ("-wal", "-journal")]
+    recovering = any(journal.is_file() and journal.stat().st_size for journal in journals)  # SQLite replays these
+    if header_valid and pages and size < pages * page_size and not recovering:
+        raise StoreFileError(f"truncated: {size:,} bytes where its header says {pages * page_size:,}", path=where)
+
 
 def open_database(path: Path, schema: str) -> sqlite3.Connection:
-    """An autocommit connection in WAL mode with `schema` applied (CREATE … IF NOT EXISTS statements)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    # NORMAL survives a killed process (SIGKILL) with every commit intact; only power loss can drop the last
-    # transactions, which a resume then simply re-does.
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(schema)
+    """An autocommit connection in WAL mode with `schema` applied (CREATE … IF NOT EXISTS statements).
+
+    A path that is not a usable database raises StoreFileError naming it (see `check_database_file`), and so
+    does SQLite's own refusal (a damaged file), before anything is written to it."""
+    check_database_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreFileError(f"cannot create its folder: {error.strerror or error}", path=str(path)) from None
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as error:
+        raise StoreFileError(f"cannot open the run database: {error}", path=str(path)) from None
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process (SIGKILL) with every commit intact; only power loss can drop the last
+        # transactions, which a resume then simply re-does.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(schema)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            raise
+        raise StoreFileError(f"damaged or not a run database: {error}", path=str(path)) from None
     return db
 
 

@@ -16,10 +16,12 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from refcal.clock import utc_now
-from refcal.errors import StoreError
+from refcal.errors import StoreError, StoreFileError
 from refcal.records import (
     Attempt,
     Completion,
@@ -29,6 +31,8 @@ from refcal.records import (
     RunStatus,
 )
 from refcal.store.database import Database
+
+_Row = TypeVar("_Row", bound=BaseModel)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,7 +87,7 @@ class Store(Database):
         row = self._db.execute("SELECT data, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"no run '{run_id}' in {self.path}")
-        return RunRecord.model_validate_json(row[0]).model_copy(update={"status": row[1]})
+        return self._parse(RunRecord, row[0], f"run '{run_id}'").model_copy(update={"status": row[1]})
 
     def list_runs(self) -> list[RunRecord]:
         rows = self._db.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()
@@ -111,7 +115,7 @@ class Store(Database):
     def latest_agreement(self, judge: str, version: str) -> MeasuredAgreement | None:
         row = self._db.execute("SELECT data FROM judge_agreement WHERE judge = ? AND version = ? "
                                "ORDER BY measured_at DESC LIMIT 1", (judge, version)).fetchone()
-        return MeasuredAgreement.model_validate_json(row[0]) if row else None
+        return self._parse(MeasuredAgreement, row[0], f"the agreement of {judge} {version}") if row else None
 
     def add_label(self, label: HumanLabel) -> None:
         """Commit one reviewer's label on one attempt (a second label by the same reviewer replaces the first)."""
@@ -134,18 +138,19 @@ class Store(Database):
         rows = self._db.execute("SELECT run_id, data FROM labels WHERE ? IS NULL OR reviewer = ? "
                                 "ORDER BY labelled_at, rowid", (reviewer, reviewer)).fetchall()
         wanted = set(run_ids) if run_ids is not None else None
-        return [HumanLabel.model_validate_json(data) for run_id, data in rows if wanted is None or run_id in wanted]
+        return [self._parse(HumanLabel, data, f"a label of run '{run_id}'") for run_id, data in rows
+                if wanted is None or run_id in wanted]
 
     def attempt(self, run_id: str, variant_id: str) -> Attempt:
         row = self._db.execute("SELECT data FROM attempts WHERE run_id = ? AND variant_id = ?",
                                (run_id, variant_id)).fetchone()
         if row is None:
             raise StoreError(f"no attempt '{variant_id}' in run '{run_id}' of {self.path}")
-        return Attempt.model_validate_json(row[0])
+        return self._parse(Attempt, row[0], f"attempt '{variant_id}' of run '{run_id}'")
 
     def cached(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT data FROM cache WHERE key = ?", (key,)).fetchone()
-        return Completion.model_validate_json(row[0]) if row else None
+        return self._parse(Completion, row[0], "a cached response") if row else None
 
     def done_variant_ids(self, run_id: str) -> set[str]:
         rows = self._db.execute("SELECT variant_id FROM attempts WHERE run_id = ?", (run_id,))
@@ -154,10 +159,23 @@ class Store(Database):
     def attempts(self, run_id: str) -> Iterator[Attempt]:
         rows = self._db.execute("SELECT data FROM attempts WHERE run_id = ? ORDER BY rowid", (run_id,))
         for (data,) in rows:
-            yield Attempt.model_validate_json(data)
+            yield self._parse(Attempt, data, f"an attempt of run '{run_id}'")
 
     def count_attempts(self, run_id: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+    def _parse(self, model: type[_Row], data: object, what: str) -> _Row:
+        """A stored row as its model; a row that is not what refcal wrote (edited, damaged) is a StoreFileError
+        naming the database, the row and the first bad field, never a pydantic traceback."""
+        try:
+            return model.model_validate_json(data if isinstance(data, str | bytes) else str(data))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or None
+            reason = "not JSON" if first["type"] == "json_invalid" else first["msg"]
+            raise StoreFileError(f"damaged row: {what} cannot be read ({reason})", path=str(self.path),
+                                 field=field) from None
+
 
 
 Statement = tuple[str, tuple[Any, ...]]
