@@ -102,3 +102,13 @@ def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
     assert receipt.read_text() == good
     forced = run_refcal("report", str(tmp_path / "out"), "--store", str(db), "--force")
     assert forced.returncode == 0 and json.loads(receipt.read_text())["counts"]["attempts"] == 0
+
+
+def test_a_damaged_run_pointer_is_one_line(tmp_path):
+    from helpers import refcal as run_refcal
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{not json")
+    result = run_refcal("report", str(out), "--store", str(tmp_path / "s.db"))
+    assert result.returncode == 2 and "run.json" in result.stderr and "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ from refcal.bench.freeze import check_frozen, lock_file_digest
 from refcal.bench.items import Bench
 from refcal.drills.attacker import Attacker
 from refcal.drills.plan import check_plan
-from refcal.errors import StoreError
+from refcal.errors import InputFileError, StoreError
 from refcal.files import write_atomic
 from refcal.judges import shipped_agreement
 from refcal.judges.base import Judge
@@ -73,7 +73,13 @@ def find_run(store: Store, reference: str) -> RunRecord:
     """A run by id, or by the output directory holding its run.json."""
     pointer = Path(reference) / RUN_POINTER
     if pointer.is_file():
-        reference = json.loads(pointer.read_text(encoding="utf-8"))["run_id"]
+        try:
+            reference = json.loads(pointer.read_text(encoding="utf-8"))["run_id"]
+            if not isinstance(reference, str):
+                raise TypeError("run_id is not a string")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+            raise InputFileError(f"not a refcal run pointer ({type(error).__name__}: {error})", path=str(pointer),
+                                 field="run_id") from None
     return store.get_run(reference)
 
 
