@@ -27,6 +27,10 @@ class Reply:
     """Raw body instead of a chat completion (for malformed JSON)."""
     reset: bool = False
     """Close the connection without answering."""
+    trickle_s: float = 0.0
+    """Send the body one byte at a time, this many seconds apart (headers first, at once)."""
+    trickle_for_s: float | None = None
+    """With `trickle_s`: trickle this long, then send the rest of the body at once (None: all of it)."""
 
 
 Behaviour = Callable[[dict[str, Any], int], Reply]
@@ -110,13 +114,31 @@ class StubServer:
         if reply.reset:
             writer.transport.abort()
             return False
-        self._write(writer, reply.status, reply.body if reply.body is not None else chat_body(reply.text),
-                    reply.headers)
+        body = reply.body if reply.body is not None else chat_body(reply.text)
+        if reply.trickle_s:
+            await self._trickle(writer, reply, body)
+            return True
+        self._write(writer, reply.status, body, reply.headers)
         await writer.drain()
         return True
 
+    async def _trickle(self, writer: asyncio.StreamWriter, reply: Reply, body: bytes) -> None:
+        self._write(writer, reply.status, body, reply.headers, head_only=True)
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + reply.trickle_for_s if reply.trickle_for_s is not None else None
+        sent = 0
+        while sent < len(body) and (stop is None or loop.time() < stop):
+            writer.write(body[sent:sent + 1])
+            await writer.drain()
+            sent += 1
+            await asyncio.sleep(reply.trickle_s)
+        writer.write(body[sent:])
+        await writer.drain()
+
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str]) -> None:
+    def _write(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str],
+               head_only: bool = False) -> None:
         extra = "".join(f"{key}: {value}\r\n" for key, value in headers.items())
-        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     f"{extra}\r\n".encode() + body)
+        head = (f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"{extra}\r\n").encode()
+        writer.write(head if head_only else head + body)

@@ -15,10 +15,29 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_BYTES = 100
 
 
+_CHECKED: set[Path] = set()
+"""Paths this process has checked and opened. The byte check runs once per path: opening and closing a plain
+handle on a database file while SQLite holds connections to it in the same process drops SQLite's POSIX locks
+on it (closing any descriptor of a file releases all of the process's fcntl locks on that file), and another
+connection could then checkpoint under a writer and lose commits."""
+
+
 def check_database_file(path: Path) -> None:
     """Refuse, before SQLite touches it, a path that cannot be a run database: a directory, a device, a file that
-    is not SQLite, or one shorter than its own header says (truncated). A missing or empty file is a new store."""
+    is not SQLite, or one shorter than its own header says (truncated). A missing or empty file is a new store.
+    Checked once per path per process (see _CHECKED)."""
     where = str(path)
+    try:
+        resolved = path.resolve()
+    except OSError:
+        resolved = path
+    if resolved in _CHECKED:
+        return
+    _check_bytes(path, where)
+    _CHECKED.add(resolved)  # a missing or new file too: the next open of it may come while this one is held
+
+
+def _check_bytes(path: Path, where: str) -> None:
     if not path.exists():
         return
     if path.is_dir():

@@ -1,5 +1,6 @@
 """The Target seam: what answers a chat. Subclasses implement `_send_async`; this base owns
-concurrency limits and retries, so every kind of target fails and recovers the same way.
+concurrency limits, the deadline of each try, retries and the scrubbing of held secrets, so every kind of
+target fails and recovers the same way, and no answer or error leaves a target holding a key refcal holds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from refcal.errors import RateLimitedTargetError, TargetError, TransientTargetError
 from refcal.files import canonical_json
 from refcal.records import Completion, Message
+from refcal.redact import scrub_secrets
 
 
 class GenerationParams(BaseModel):
@@ -80,6 +82,9 @@ class TargetFailed(TargetError):
 class Target(ABC):
     """Something that answers chats. Use as an async context manager: `async with target: ...`."""
 
+    deadline_s: float | None = None
+    """The longest one try may take, all of it (connect, wait, every byte of the answer); None: no limit."""
+
     def __init__(self, concurrency: int = 8, retry: RetryPolicy | None = None, seed: int = 0) -> None:
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
@@ -110,25 +115,49 @@ class Target(ABC):
         await self.close_async()
 
     async def complete_async(self, messages: Sequence[Message]) -> Completion:
-        """Send one chat, retrying transient failures; raises TargetFailed when all tries fail."""
+        """Send one chat, retrying transient failures; raises TargetFailed when all tries fail. Held secrets
+        (`refcal.redact.hold_secret`) are scrubbed from the answer and from every error message."""
         failed = 0
         while True:
             async with self._slots:
                 started = time.perf_counter()
                 try:
-                    completion = await self._send_async(messages)
+                    completion = await self._try_async(messages)
                 except TransientTargetError as error:
-                    last: TargetError = error
+                    last: TargetError = _scrubbed(error)
                 except TargetError as error:
-                    raise TargetFailed(error, failed + 1) from error
+                    raise TargetFailed(_scrubbed(error), failed + 1) from error
                 else:
                     latency = time.perf_counter() - started
-                    return completion.model_copy(update={"latency_s": latency, "retries": failed})
+                    return completion.model_copy(update={
+                        "text": scrub_secrets(completion.text), "latency_s": latency, "retries": failed,
+                        "finish_reason": scrub_secrets(completion.finish_reason)
+                        if completion.finish_reason is not None else None})
             failed += 1
             if failed >= self.retry.max_tries:
                 raise TargetFailed(last, failed) from last
             await asyncio.sleep(self.retry.delay(failed, last, self._rng))
 
+    async def _try_async(self, messages: Sequence[Message]) -> Completion:
+        """One try within `deadline_s`: a server that trickles bytes cannot hold it open past the deadline
+        (an HTTP client's timeout bounds each read, not the whole answer)."""
+        if self.deadline_s is None:
+            return await self._send_async(messages)
+        deadline = asyncio.timeout(self.deadline_s)
+        try:
+            async with deadline:
+                return await self._send_async(messages)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise TransientTargetError(f"deadline: no complete answer within {self.deadline_s:g} s") from None
+
     @abstractmethod
     async def _send_async(self, messages: Sequence[Message]) -> Completion:
         """One try. Raise TransientTargetError to be retried, another TargetError to give up."""
+
+
+def _scrubbed(error: TargetError) -> TargetError:
+    """`error` with held secrets scrubbed from its message (in place, so its type and fields stay)."""
+    error.args = tuple(scrub_secrets(arg) if isinstance(arg, str) else arg for arg in error.args)
+    return error
