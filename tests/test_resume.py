@@ -112,3 +112,22 @@ def test_a_damaged_run_pointer_is_one_line(tmp_path):
     (out / "run.json").write_text("{not json")
     result = run_refcal("report", str(out), "--store", str(tmp_path / "s.db"))
     assert result.returncode == 2 and "run.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_report_that_cannot_be_written_leaves_the_run_interrupted_and_resumable(tmp_path):
+    from helpers import refcal as run_refcal
+
+    db, out = tmp_path / "store.db", tmp_path / "out"
+    (out / "report.html").mkdir(parents=True)  # the write fails as on a full or read-only folder
+    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+        failed = run_refcal("drill", "--limit", "4", "--target", f"openai:stub@{stub.base_url}", "--store", str(db),
+                            "--out", str(out))
+        assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+        assert "marked interrupted" in failed.stderr and "refcal drill --resume" in failed.stderr
+        with sqlite3.connect(db) as database:
+            assert database.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+        assert not list(out.glob(".report.html.*"))  # no temporary file left behind
+        (out / "report.html").rmdir()
+        resumed = run_refcal("drill", "--resume", str(out), "--store", str(db))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "report.html").is_file() and json.loads((out / "receipt.json").read_text())["status"] == "complete"

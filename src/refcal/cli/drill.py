@@ -117,8 +117,16 @@ def drill(
             prepared = _planned(**options)  # every option checked before the store is opened: bad input writes nothing
             with Store(store) as database:
                 code = asyncio.run(_drill_async(database, prepared))
+    except sqlite3.OperationalError as error:
+        if "full" not in str(error):
+            raise damaged_store(store, error) from None
+        raise fail(f"{store}: the disk is full ({error}); the run is marked interrupted where the store could still "
+                   "be written: free space, then `refcal drill --resume RUN` (see `refcal runs`)", EXIT_INPUT) from None
     except sqlite3.DatabaseError as error:
         raise damaged_store(store, error) from None
+    except OSError as error:
+        raise fail(f"cannot write {error.filename or 'output'}: {error.strerror or error}; free space, then "
+                   "`refcal drill --resume RUN` (see `refcal runs`)", EXIT_INPUT) from None
     except KeyboardInterrupt:
         raise fail("interrupted; finish with: refcal drill --resume RUN (see `refcal runs`)",
                     EXIT_INTERRUPTED) from None

@@ -11,6 +11,7 @@ the full length and the sha256 of the full text. And every attempt is scrubbed o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -113,7 +114,8 @@ async def _run_workers(run: RunRecord, store: Store, writer: GroupCommitWriter,
         for task in tasks:  # no worker may outlive the writer
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        store.set_status(run.run_id, "interrupted")
+        with contextlib.suppress(Exception):  # a full disk fails this write too: the first error is reported
+            store.set_status(run.run_id, "interrupted")
         raise
     finally:
         writer.close()

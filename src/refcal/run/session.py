@@ -99,7 +99,17 @@ async def drill_async(run: RunRecord, target: Target, judge: Judge, store: Store
     lock, so that a second process resuming the same run stops before it sends anything."""
     with run_lock(Path(store.path), run.run_id):
         await run_drill_async(run, target, judge, store, on_attempt, attacker)
-        return finish(store, run.run_id)
+        try:
+            return finish(store, run.run_id)
+        except OSError as error:  # a full or read-only output folder: the run is not complete without its report
+            marked = "marked interrupted"
+            try:
+                store.set_status(run.run_id, "interrupted")
+            except Exception:
+                marked = "could not be marked interrupted (its store is not writable either)"
+            raise StoreError(f"could not write the receipt and report of run {run.run_id} in {run.out_dir} "
+                             f"({error.strerror or error}); the run is {marked}: free space, then "
+                             f"`refcal drill --resume {run.out_dir}`") from None
 
 
 def finish(store: Store, run_id: str, force: bool = False) -> Receipt:
@@ -109,6 +119,8 @@ def finish(store: Store, run_id: str, force: bool = False) -> Receipt:
     run = store.get_run(run_id)
     attempts: list[Attempt] = list(store.attempts(run_id))
     out_dir = Path(run.out_dir)
+    for stale in [*out_dir.glob(".receipt.json.*"), *out_dir.glob(".report.html.*")]:
+        stale.unlink(missing_ok=True)  # a write killed half-way leaves its temporary file behind
     existing = _attempts_in_receipt(out_dir / "receipt.json")
     if existing is not None and existing > len(attempts) and not force:
         raise StoreError(f"{out_dir / 'receipt.json'} counts {existing} attempts but {store.path} holds only "
