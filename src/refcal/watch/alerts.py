@@ -75,15 +75,40 @@ class AlertSample(BaseModel):
     """The exchange's time, when the log has one."""
 
 
+class LogGap(BaseModel):
+    """Bytes of a followed log gone before the sweep read them (refcal.watch.tail_state.Gap, as alerts carry it)."""
+
+    gap_id: str
+    watched: str
+    """The followed path."""
+    file: str
+    """The file that held them, where it was last seen."""
+    offset: int
+    """Bytes of it read before the gap."""
+    line: int
+    """Lines of it read before the gap."""
+    min_bytes: int
+    """Bytes known to be lost (the rest of what it held when last seen)."""
+    lost_bytes: int | None = None
+    """The exact loss, where knowable."""
+    lost_lines: int | None = None
+    """Lines lost, where knowable."""
+    reason: str
+    found_at: str
+
+
 class Alert(BaseModel):
-    """A breach and a few exchanges behind it; the unit the outbox keeps and the sinks deliver."""
+    """A breach and a few exchanges behind it — or a gap in a followed log; the unit the outbox keeps and the
+    sinks deliver. Exactly one of `breach` and `gap` is set."""
 
     id: str
-    """Stable for a breach (metric, segment, rule, window, detection time): putting it twice keeps one."""
+    """Stable for a breach (metric, segment, rule, window, detection time) or a gap (its id): putting it twice
+    keeps one."""
     created_at: str
-    breach: Breach
-    samples: list[AlertSample]
-    redacted: bool
+    breach: Breach | None = None
+    gap: LogGap | None = None
+    samples: list[AlertSample] = []
+    redacted: bool = True
     """False only when built with keep_text."""
 
     @classmethod
@@ -95,9 +120,25 @@ class Alert(BaseModel):
             chosen = [_redacted(sample) for sample in chosen]
         return cls(id=alert_id(breach), created_at=utc_now(), breach=breach, samples=chosen, redacted=not keep_text)
 
+    @classmethod
+    def from_gap(cls, gap: Any) -> Alert:
+        """The alert for a gap found by the tail (a refcal.watch.tail_state.Gap)."""
+        found = LogGap(gap_id=gap.gap_id, watched=gap.watched, file=gap.name, offset=gap.offset, line=gap.lineno,
+                       min_bytes=gap.min_bytes, lost_bytes=gap.lost_bytes, lost_lines=gap.lost_lines, reason=gap.reason,
+                       found_at=gap.found_at)
+        return cls(id="alert-" + gap.gap_id, created_at=utc_now(), gap=found)
+
     def text(self) -> str:
-        """One line for a person: which rate crossed which limit, since when."""
+        """One line for a person: which rate crossed which limit, since when — or which log lost what."""
+        if self.gap is not None:
+            gap = self.gap
+            amount = (f"{gap.lost_bytes:,} bytes" if gap.lost_bytes is not None
+                      else f"at least {gap.min_bytes:,} bytes" if gap.min_bytes else "an unknown number of bytes")
+            lines = f" ({gap.lost_lines:,} lines)" if gap.lost_lines is not None else ""
+            return (f"log gap: {gap.file} (followed as {gap.watched}): {gap.reason}; {amount}{lines} after line "
+                    f"{gap.line} (byte {gap.offset:,}) lost unread; found {gap.found_at}")
         breach = self.breach
+        assert breach is not None, "an alert holds a breach or a gap"
         return (f"refusal drift: {breach.metric}/{breach.segment} window {breach.index}: rate {breach.rate:.1%} "
                 f"above limit {breach.limit:.1%} (baseline {breach.baseline:.1%}, {breach.rule}); "
                 f"onset {breach.onset} (window {breach.onset_index}), detected {breach.detected_at}")

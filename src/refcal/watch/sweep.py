@@ -24,6 +24,9 @@ asks of every refusal whether it was false, and only one the classifier found mu
 must-refuse; an unclear one is put to the reviewer as a candidate false refusal rather than assumed justified.
 
 Malformed lines are quarantined with file, line and reason (the raw line redacted) and never stop the sweep.
+Parts of a log gone before they were read (refcal.watch.tail: a rotated file deleted, a copy-truncate's copy
+replaced, a compressed copy cut short) are recorded by the tail in `watch_gaps` with the batch that finds them,
+counted in `totals.gaps`, and raised as alerts (Alert.gap) through the same outbox.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ class Sweep:
         self.judge = judge if judge is not None else make_sweep_judge(settings.judge)  # fails before any lock
         self._lock = _hold_lock(settings.store, settings.name)
         self.db = connect(settings.store)
-        self.tail = Tail(self.db, settings.logs)
+        self.tail = Tail(self.db, settings.logs, siblings=settings.rotated)
         self.classifier = classifier if classifier is not None else RefusalClassifier()
         self.sinks = list(sinks)
         self.outbox = Outbox(settings.store)
@@ -204,6 +207,10 @@ class Sweep:
         report.malformed += len(quarantine)
         report.exchanges += len(judged)
         report.notes.extend(batch.notes)
+        for gap in batch.gaps:  # lines gone before they were read: alerted on, never passed over
+            totals.gaps += 1
+            report.gaps += 1
+            self.state.pending_alerts.append(Alert.from_gap(gap))
         self._commit(batch, quarantine)
 
     def _judge(self, parsed: list[tuple[Exchange, int]], source: str, now: str) -> list[_Judged]:
@@ -380,8 +387,9 @@ class Sweep:
             report.windows += len(state.pending_points) // 2
         for alert in state.pending_alerts:
             self.outbox.put(alert)
-            self.ledger.open(alert.breach, [sample.source for sample in alert.samples if sample.source])
-            report.breaches.append(alert.breach)
+            if alert.breach is not None:  # a gap alert has no drift to put in the ledger
+                self.ledger.open(alert.breach, [sample.source for sample in alert.samples if sample.source])
+                report.breaches.append(alert.breach)
         state.pending_points, state.pending_alerts = [], []
 
     def _finish_pass(self, report: PassReport) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from refcal.watch.alerts import Alert, AlertSample
 from refcal.watch.control import Breach, ChartPoint
+from refcal.watch.rotation import DEFAULT_SIBLINGS
 
 SweepJudge = Literal["cascade", "markers"]
 REFUSAL, LIKELY_FALSE = "refusal", "likely_false_refusal"
@@ -64,6 +65,9 @@ class SweepSettings(BaseModel):
     """Exchanges kept per window and metric to show in an alert."""
     max_segments: int = Field(default=50, ge=1)
     """Distinct routes (and classes) watched; later ones count as `route:other` (`other`)."""
+    rotated: list[str] = Field(default_factory=lambda: list(DEFAULT_SIBLINGS))
+    """Glob patterns naming each log's rotated copies, relative to its folder, with {name}, {stem} and {suffix}
+    for the log's file name, its name less the suffix, and the suffix (refcal.watch.rotation)."""
 
 
 @dataclass(slots=True)
@@ -99,6 +103,8 @@ class Totals:
     windows: int = 0
     breaches: int = 0
     review_runs: int = 0
+    gaps: int = 0
+    """Parts of the logs gone before they were read (each recorded by the tail and alerted on)."""
 
 
 @dataclass
@@ -137,5 +143,7 @@ class PassReport(BaseModel):
     delivered: int = 0
     review_run: str | None = None
     notes: list[str] = []
+    gaps: int = 0
+    """Gaps found in this pass (their notes are among `notes`; each raises an alert)."""
     stopped: bool = False
     """Stopped between batches on request; the rest is read next time."""
