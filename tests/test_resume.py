@@ -98,10 +98,29 @@ def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
     with sqlite3.connect(db) as database:
         database.execute("DROP TABLE attempts")
     damaged = run_refcal("report", str(tmp_path / "out"), "--store", str(db))
-    assert damaged.returncode == 2 and "not replaced" in damaged.stderr and "Traceback" not in damaged.stderr
-    assert receipt.read_text() == good
+    assert damaged.returncode == 2 and "table 'attempts' is missing" in damaged.stderr
+    assert "Traceback" not in damaged.stderr and receipt.read_text() == good
+    with sqlite3.connect(db) as database:  # a reading command never re-creates the missing table
+        tables = {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "attempts" not in tables
+
+
+def test_a_receipt_is_not_replaced_by_one_with_fewer_attempts_without_force(tmp_path):
+    from helpers import refcal as run_refcal
+
+    db = tmp_path / "store.db"
+    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
+        drilled = run_refcal("drill", "--limit", "6", "--target", f"openai:stub@{stub.base_url}", "--store", str(db),
+                             "--out", str(tmp_path / "out"))
+    assert drilled.returncode == 0, drilled.stderr
+    receipt = tmp_path / "out" / "receipt.json"
+    good = receipt.read_text()
+    with sqlite3.connect(db) as database:  # rows lost (a store restored from an older copy)
+        database.execute("DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts LIMIT 2)")
+    refused = run_refcal("report", str(tmp_path / "out"), "--store", str(db))
+    assert refused.returncode == 2 and "not replaced" in refused.stderr and receipt.read_text() == good
     forced = run_refcal("report", str(tmp_path / "out"), "--store", str(db), "--force")
-    assert forced.returncode == 0 and json.loads(receipt.read_text())["counts"]["attempts"] == 0
+    assert forced.returncode == 0 and json.loads(receipt.read_text())["counts"]["attempts"] == 4
 
 
 def test_a_damaged_run_pointer_is_one_line(tmp_path):

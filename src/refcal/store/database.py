@@ -66,7 +66,7 @@ def _check_bytes(path: Path, where: str) -> None:
         raise StoreFileError(f"truncated: {size:,} bytes where its header says {pages * page_size:,}", path=where)
 
 
-def open_database(path: Path, schema: str) -> sqlite3.Connection:
+def open_database(path: Path, schema: str, core: tuple[str, ...] = ()) -> sqlite3.Connection:
     """An autocommit connection in WAL mode with `schema` applied (CREATE … IF NOT EXISTS statements).
 
     A path that is not a usable database raises StoreFileError naming it (see `check_database_file`), and so
@@ -86,6 +86,11 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
         # transactions, which a resume then simply re-does.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        try:
+            _check_core_tables(db, path, core)
+        except StoreFileError:
+            db.close()
+            raise
         db.executescript(schema)
     except sqlite3.DatabaseError as error:
         db.close()
@@ -93,6 +98,19 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
             raise
         raise StoreFileError(f"damaged or not a run database: {error}", path=str(path)) from None
     return db
+
+
+def _check_core_tables(db: sqlite3.Connection, path: Path, core: tuple[str, ...]) -> None:
+    """Tables that only exist together: one present without another is a damaged file, and re-creating the
+    missing one empty would make every later reader (a report, a receipt) see a run with no attempts."""
+    if not core:
+        return
+    present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    found = [table for table in core if table in present]
+    missing = [table for table in core if table not in present]
+    if found and missing:
+        raise StoreFileError(f"damaged run database: table '{missing[0]}' is missing although '{found[0]}' is "
+                             "there (not re-created: restore the file from a copy)", path=str(path))
 
 
 @contextmanager
@@ -112,10 +130,12 @@ class Database:
     `close` or by leaving a `with` block; `_transaction()` groups statements into one commit."""
 
     SCHEMA: ClassVar[str] = ""
+    CORE: ClassVar[tuple[str, ...]] = ()
+    """Tables that exist together or not at all (see _check_core_tables)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db = open_database(self.path, self.SCHEMA)
+        self._db = open_database(self.path, self.SCHEMA, self.CORE)
 
     def close(self) -> None:
         self._db.close()

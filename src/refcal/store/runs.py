@@ -77,6 +77,7 @@ class Store(Database):
     """A handle on one run database file."""
 
     SCHEMA = SCHEMA
+    CORE = ("runs", "attempts")
 
     def create_run(self, run: RunRecord) -> RunRecord:
         self._db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
