@@ -470,3 +470,12 @@ def test_an_oversized_request_gets_413_and_others_are_still_answered(risk: Reque
         small = client.post(f"{url}/chat/completions", json=chat(BENIGN))
     assert big.status_code == 413 and chunked.status_code == 413 and small.status_code == 200
     assert len(upstream.requests) == 1
+
+
+def test_a_huge_message_is_scored_on_its_opening_and_end() -> None:
+    from refcal.guard.proxy import SCORED_CHARS, scored_text
+
+    text = "OPEN " + "x" * 5_000_000 + " END"
+    cut = scored_text(text)
+    assert len(cut) < 3 * SCORED_CHARS and cut.startswith("OPEN ") and cut.endswith(" END")
+    assert scored_text(BENIGN) == BENIGN

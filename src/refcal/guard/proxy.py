@@ -167,7 +167,7 @@ class Guard:
         """Score and choose the route. A scorer failure never blocks a request: it goes upstream, unscored."""
         assert self.batcher is not None and self.risk is not None
         try:
-            score: RiskScore = await self.batcher.score_async(last_user_text(exchange.chat))
+            score: RiskScore = await self.batcher.score_async(scored_text(last_user_text(exchange.chat)))
         except Exception as error:  # a broken scorer is logged with the exchange, never fatal to traffic
             exchange.risk = {"error": f"{type(error).__name__}: {error}", "version": self.risk.version}
             exchange.headers = {RISK_HEADER: "error", ROUTE_HEADER: "upstream"}
@@ -261,6 +261,17 @@ class Guard:
                                       risk=exchange.risk, route=exchange.route, status=status,
                                       latency_ms=round((time.perf_counter() - exchange.started) * 1000, 2),
                                       error=error))
+
+
+SCORED_CHARS = 4000
+
+
+def scored_text(text: str) -> str:
+    """What the risk scorer reads: the embedding sees 256 tokens, but its tokenizer would read a multi-megabyte
+    message whole, so a long one is cut to its opening and its end (where a request usually states itself)."""
+    if len(text) <= 2 * SCORED_CHARS:
+        return text
+    return text[:SCORED_CHARS] + "\n…\n" + text[-SCORED_CHARS:]
 
 
 def _passed_headers(response: httpx.Response) -> dict[str, str]:
