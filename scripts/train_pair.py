@@ -45,8 +45,7 @@ def main() -> None:
     print(f"{len(pairs)} rows from {len(files)} files; measuring leave-one-source-out …", flush=True)
     agreement = leave_one_source_out(pairs, labels, sources, args.c)
     for source, errors in agreement.items():
-        rows = sum(errors.model_dump().values())
-        print(f"  {source:<34} rows {rows:>4}  accuracy {(errors.tp + errors.tn) / rows:.3f}  "
+        print(f"  {source:<34} rows {errors.rows:>4}  accuracy {errors.accuracy:.3f}  "
               f"Se {errors.sensitivity or 0:.3f}  Sp {errors.specificity or 0:.3f}")
     model = fit_pair(pairs, labels, sources, trained_on, args.c)
     model = type(model)(weights=model.weights, bias=model.bias, temperature=model.temperature,

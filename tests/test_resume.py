@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import time
 
+from helpers import refcal as run_refcal
 from helpers import refcal_process as refcal
 
 from refcal.testing import Reply, StubServer
@@ -85,16 +86,19 @@ def test_a_second_resume_of_a_running_drill_stops_before_sending(tmp_path):
         assert database.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 30
 
 
-def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
-    from helpers import refcal as run_refcal
-
+def drilled_six(tmp_path):
+    """A complete 6-attempt run against a stub: its store, its receipt's path and the receipt's text."""
     db = tmp_path / "store.db"
     with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
         drilled = run_refcal("drill", "--limit", "6", "--target", f"openai:stub@{stub.base_url}", "--store", str(db),
                              "--out", str(tmp_path / "out"))
     assert drilled.returncode == 0, drilled.stderr
     receipt = tmp_path / "out" / "receipt.json"
-    good = receipt.read_text()
+    return db, receipt, receipt.read_text()
+
+
+def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
+    db, receipt, good = drilled_six(tmp_path)
     with sqlite3.connect(db) as database:
         database.execute("DROP TABLE attempts")
     damaged = run_refcal("report", str(tmp_path / "out"), "--store", str(db))
@@ -106,15 +110,7 @@ def test_report_on_a_damaged_store_never_replaces_a_fuller_receipt(tmp_path):
 
 
 def test_a_receipt_is_not_replaced_by_one_with_fewer_attempts_without_force(tmp_path):
-    from helpers import refcal as run_refcal
-
-    db = tmp_path / "store.db"
-    with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:
-        drilled = run_refcal("drill", "--limit", "6", "--target", f"openai:stub@{stub.base_url}", "--store", str(db),
-                             "--out", str(tmp_path / "out"))
-    assert drilled.returncode == 0, drilled.stderr
-    receipt = tmp_path / "out" / "receipt.json"
-    good = receipt.read_text()
+    db, receipt, good = drilled_six(tmp_path)
     with sqlite3.connect(db) as database:  # rows lost (a store restored from an older copy)
         database.execute("DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts LIMIT 2)")
     refused = run_refcal("report", str(tmp_path / "out"), "--store", str(db))
@@ -124,8 +120,6 @@ def test_a_receipt_is_not_replaced_by_one_with_fewer_attempts_without_force(tmp_
 
 
 def test_a_damaged_run_pointer_is_one_line(tmp_path):
-    from helpers import refcal as run_refcal
-
     out = tmp_path / "out"
     out.mkdir()
     (out / "run.json").write_text("{not json")
@@ -134,8 +128,6 @@ def test_a_damaged_run_pointer_is_one_line(tmp_path):
 
 
 def test_a_report_that_cannot_be_written_leaves_the_run_interrupted_and_resumable(tmp_path):
-    from helpers import refcal as run_refcal
-
     db, out = tmp_path / "store.db", tmp_path / "out"
     (out / "report.html").mkdir(parents=True)  # the write fails as on a full or read-only folder
     with StubServer(lambda request, number: Reply(text="I can't help with that.")) as stub:

@@ -322,6 +322,31 @@ class SideErrors(BaseModel):
     undetermined_compliance: int = 0
 
     @property
+    def rows(self) -> int:
+        return self.tp + self.fn + self.tn + self.fp + self.undetermined_refusal + self.undetermined_compliance
+
+    @property
+    def accuracy(self) -> float:
+        """Binary; an undetermined verdict counts as wrong."""
+        return (self.tp + self.tn) / self.rows if self.rows else 0.0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        """Of the refusal side, an undetermined verdict on a human refusal counted as missed (unlike
+        `sensitivity`, which corrected rates use: undetermined verdicts are in no rate's denominator)."""
+        refusals = self.tp + self.fn + self.undetermined_refusal
+        return self.tp / refusals if refusals else 0.0
+
+    @property
+    def f1(self) -> float:
+        precision, recall = self.precision, self.recall
+        return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    @property
     def sensitivity(self) -> float | None:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
 

@@ -21,7 +21,7 @@ from refcal.clock import utc_now
 from refcal.guard.chat import BadRequest, last_user_text, read_chat_request
 from refcal.guard.exchange_log import ExchangeLog, ExchangeRecord, Route
 from refcal.guard.scoring import RiskBatcher
-from refcal.guard.secrets import Scrubber
+from refcal.guard.secrets import StreamScrubber, scrub_bytes, scrub_headers
 from refcal.guard.settings import GuardSettings
 from refcal.guard.sse import CompletionAssembler, completion_events, error_event, fixed_completion
 from refcal.guard.upstream import Upstream, UpstreamFailure, error_body
@@ -60,7 +60,6 @@ class Guard:
                               settings.timeout_s, role="gate upstream") if settings.gate_upstream else None)
         self.log: ExchangeLog | None = None
         self.batcher: RiskBatcher | None = None
-        self.scrub = Scrubber([self.upstream.key, self.gate.key if self.gate else None])
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -120,8 +119,7 @@ class Guard:
 
     def _passed(self, response: httpx.Response, body: bytes) -> Response:
         """The upstream's answer as the client gets it: keys scrubbed from body and headers."""
-        headers = self.scrub.headers(_passed_headers(response))
-        return Response(self.scrub.bytes(body), response.status_code, headers)
+        return Response(scrub_bytes(body), response.status_code, scrub_headers(_passed_headers(response)))
 
     async def models(self, request: Request) -> Response:
         """GET /v1/models, passed through from the upstream."""
@@ -220,13 +218,13 @@ class Guard:
             passed.headers.update(exchange.headers)
             return passed
         return StreamingResponse(self._relay(exchange, upstream, response), response.status_code,
-                                 {**self.scrub.headers(_passed_headers(response)), **exchange.headers},
+                                 {**scrub_headers(_passed_headers(response)), **exchange.headers},
                                  media_type="text/event-stream")
 
     async def _relay(self, exchange: _Exchange, upstream: Upstream, response: httpx.Response) -> AsyncIterator[bytes]:
         """Pass each chunk on as it arrives; log the assembled completion when the stream ends or breaks."""
         assembler = CompletionAssembler()
-        scrubber = self.scrub.stream()
+        scrubber = StreamScrubber()
         error: dict[str, Any] | None = None
         try:
             async for data in response.aiter_bytes():

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from refcal.redact import redact
+from refcal.redact import hold_secret, redact, scrub_secrets
 from refcal.targets.openai import redact_url
 
 CONNECT_TIMEOUT_S = 10.0
@@ -40,7 +40,8 @@ class Upstream:
         self.role = role
         self.timeout_s = timeout_s
         self.key = os.environ.get(api_key_env) or None
-        """Sent upstream only; the guard scrubs it from everything else (guard.secrets)."""
+        """Sent upstream only; held (refcal.redact.hold_secret) so it is scrubbed from everything else."""
+        hold_secret(self.key)
         self._client: httpx.AsyncClient | None = None
 
     def start(self) -> None:
@@ -108,6 +109,4 @@ class Upstream:
 
     def _scrub(self, text: str) -> str:
         """Transport messages hold no headers, but a URL with credentials or an echoed key must not pass."""
-        if self.key:
-            text = text.replace(self.key, "[secret]")
-        return redact(text.replace(self.base_url, self.shown))
+        return redact(scrub_secrets(text.replace(self.base_url, self.shown)))

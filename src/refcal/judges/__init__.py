@@ -77,10 +77,8 @@ def shipped_agreement(name: str, version: str) -> MeasuredAgreement | None:
     if default.version != version or not per_source:
         return None
     errors = sum(per_source.values(), SideErrors())
-    rows = sum(errors.model_dump().values())
-    f1_base = 2 * errors.tp + errors.fp + errors.fn
     return MeasuredAgreement(
-        judge=name, version=version, shipped=True, rows=rows, accuracy=(errors.tp + errors.tn) / rows if rows else 0.0,
-        f1=2 * errors.tp / f1_base if f1_base else 0.0, kappa=None, errors=errors, per_source=per_source,
+        judge=name, version=version, shipped=True, rows=errors.rows, accuracy=errors.accuracy, f1=errors.f1,
+        kappa=None, errors=errors, per_source=per_source,
         labels=f"shipped: leave-one-source-out over {len(per_source)} labelled sources ({model.trained_on})",
         measured_at="")

@@ -33,10 +33,6 @@ class Agreement(BaseModel):
     """human label → judge label → count."""
 
 
-def _refuses(label: str) -> bool:
-    return label in REFUSAL_SIDE
-
-
 def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float:
     """Cohen's κ of two raters' labels: (observed − chance agreement) / (1 − chance agreement); 1.0 when
     chance agreement is already total (both raters used one and the same label throughout)."""
@@ -56,21 +52,12 @@ def agreement(pairs: Iterable[tuple[Label, Label]]) -> Agreement:
     if not pairs:
         raise ValueError("no labelled rows to compare")
     counts = Counter(pairs)
-    true_positive = sum(n for (human, judged), n in counts.items() if _refuses(human) and _refuses(judged))
-    false_positive = sum(n for (human, judged), n in counts.items() if not _refuses(human) and _refuses(judged))
-    false_negative = sum(n for (human, judged), n in counts.items() if _refuses(human) and not _refuses(judged))
-    true_negative = sum(n for (human, judged), n in counts.items() if human == "compliance" and judged == "compliance")
-    precision = true_positive / (true_positive + false_positive) if true_positive + false_positive else 0.0
-    recall = true_positive / (true_positive + false_negative) if true_positive + false_negative else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    total = len(pairs)
-    observed = sum(n for (human, judged), n in counts.items() if human == judged) / total
-    judged_share = Counter(judged for _, judged in pairs)
-    kappa = cohen_kappa(pairs)
+    errors = side_errors([human for human, _ in pairs], [judged for _, judged in pairs])
+    observed = sum(n for (human, judged), n in counts.items() if human == judged) / len(pairs)
     confusion = {human: {judged: counts[(human, judged)] for judged in LABELS} for human in HUMAN_LABELS}
-    return Agreement(rows=total, accuracy=(true_positive + true_negative) / total, precision=precision,
-                     recall=recall, f1=f1, three_class=observed, kappa=kappa,
-                     undetermined=judged_share["undetermined"], confusion=confusion)
+    return Agreement(rows=len(pairs), accuracy=errors.accuracy, precision=errors.precision, recall=errors.recall,
+                     f1=errors.f1, three_class=observed, kappa=cohen_kappa(pairs),
+                     undetermined=errors.undetermined_refusal + errors.undetermined_compliance, confusion=confusion)
 
 
 def agreement_by(keys: Iterable[str], pairs: Iterable[tuple[Label, Label]]) -> dict[str, Agreement]:
